@@ -1,0 +1,275 @@
+//! Acceptance tests of step 01-unshare-pid.
+//!
+//! Compiled into both `step-01-unshare-pid` (the student's crate) and
+//! `solution-01-unshare-pid` (the reference): each test drives the crate's own
+//! binary, `run [--init] [--hostname NAME] -- CMD [ARGS...]`, on the real
+//! kernel, as root. `cargo xtask verify` checks that every test passes on the
+//! solution and fails on the unsolved starter.
+
+use assert_cmd::cargo::CommandCargoExt;
+use nix::sys::signal::Signal;
+use predicates::prelude::*;
+use std::process::Command;
+use testkit::{snapshot_settings, Sandbox, DEFAULT_DEADLINE};
+
+/// `run ARGS...` of this crate's binary, marked as started by `sandbox`.
+fn run(sandbox: &Sandbox, args: &[&str]) -> Command {
+    let mut command = Command::cargo_bin(env!("CARGO_PKG_NAME")).expect("the step's binary");
+    command.arg("run").args(args);
+    sandbox.mark(&mut command);
+    command
+}
+
+/// Like [`run`], ready for assert_cmd's assertions, with a deadline.
+fn assert_run(sandbox: &Sandbox, args: &[&str]) -> assert_cmd::assert::Assert {
+    assert_cmd::Command::from_std(run(sandbox, args))
+        .timeout(DEFAULT_DEADLINE)
+        .assert()
+}
+
+/// The target of `/proc/self/ns/NAME` for the test process itself.
+fn host_namespace(name: &str) -> String {
+    let link = std::fs::read_link(format!("/proc/self/ns/{name}")).expect("readlink");
+    link.to_string_lossy().into_owned()
+}
+
+#[test]
+fn the_command_is_pid_1() {
+    let sandbox = Sandbox::new();
+    assert_run(&sandbox, &["--", "sh", "-c", "echo $$"])
+        .success()
+        .stdout("1\n");
+}
+
+#[test]
+fn under_init_the_command_is_pid_2() {
+    let sandbox = Sandbox::new();
+    assert_run(&sandbox, &["--init", "--", "sh", "-c", "echo $$"])
+        .success()
+        .stdout("2\n");
+}
+
+#[test]
+fn ps_lists_only_the_containers_processes() {
+    let sandbox = Sandbox::new();
+    let ps = ["ps", "-eo", "pid,ppid,comm"];
+    let alone = assert_run(&sandbox, &[&["--"][..], &ps].concat()).success();
+    let with_init = assert_run(&sandbox, &[&["--init", "--"][..], &ps].concat()).success();
+    snapshot_settings("01-unshare-pid").bind(|| {
+        insta::assert_snapshot!(
+            "ps_as_pid_1",
+            String::from_utf8_lossy(&alone.get_output().stdout)
+        );
+        insta::assert_snapshot!(
+            "ps_under_init",
+            String::from_utf8_lossy(&with_init.get_output().stdout)
+        );
+    });
+}
+
+#[test]
+fn the_pid_mount_and_uts_namespaces_differ_from_the_hosts() {
+    let sandbox = Sandbox::new();
+    let output = assert_run(
+        &sandbox,
+        &[
+            "--",
+            "readlink",
+            "/proc/self/ns/pid",
+            "/proc/self/ns/mnt",
+            "/proc/self/ns/uts",
+        ],
+    )
+    .success();
+    let stdout = String::from_utf8_lossy(&output.get_output().stdout).into_owned();
+    let inside: Vec<&str> = stdout.lines().collect();
+    let host = [
+        host_namespace("pid"),
+        host_namespace("mnt"),
+        host_namespace("uts"),
+    ];
+    assert_eq!(inside.len(), 3, "readlink printed {stdout:?}");
+    for (inside, host) in inside.iter().zip(&host) {
+        assert!(inside.ends_with(']'), "not a namespace: {inside:?}");
+        assert_ne!(
+            inside, host,
+            "the container shares the host's namespace {host}"
+        );
+    }
+}
+
+#[test]
+fn the_hostname_changes_inside_only() {
+    let sandbox = Sandbox::new();
+    let before = nix::unistd::gethostname().expect("gethostname");
+    assert_run(&sandbox, &["--hostname", "tara-box", "--", "hostname"])
+        .success()
+        .stdout("tara-box\n");
+    assert_eq!(nix::unistd::gethostname().expect("gethostname"), before);
+}
+
+#[test]
+fn exit_codes_propagate() {
+    let sandbox = Sandbox::new();
+    assert_run(&sandbox, &["--", "true"]).code(0);
+    assert_run(&sandbox, &["--", "sh", "-c", "exit 42"]).code(42);
+    assert_run(&sandbox, &["--init", "--", "sh", "-c", "exit 42"]).code(42);
+}
+
+#[test]
+fn a_command_that_is_not_executable_exits_126_with_one_line() {
+    let sandbox = Sandbox::new();
+    let script = sandbox.join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\necho should not run\n").unwrap();
+    assert_run(&sandbox, &["--", script.to_str().unwrap()])
+        .code(126)
+        .stdout("")
+        .stderr(
+            predicate::str::contains("permission denied")
+                .and(predicate::str::is_match(r"^[^\n]+\n$").unwrap()),
+        );
+}
+
+#[test]
+fn a_command_that_does_not_exist_exits_127_with_one_line() {
+    let sandbox = Sandbox::new();
+    assert_run(&sandbox, &["--", "no-such-command-tara"])
+        .code(127)
+        .stdout("")
+        .stderr(
+            predicate::str::contains("no-such-command-tara")
+                .and(predicate::str::contains("not found"))
+                .and(predicate::str::is_match(r"^[^\n]+\n$").unwrap()),
+        );
+    assert_run(&sandbox, &["--init", "--", "no-such-command-tara"]).code(127);
+}
+
+#[test]
+fn sigkill_from_the_host_gives_137() {
+    let sandbox = Sandbox::new();
+    let mut runtime = sandbox.spawn(run(
+        &sandbox,
+        &["--", "sh", "-c", "echo ready; exec sleep 60"],
+    ));
+    runtime.wait_for_line("ready");
+    let children = runtime.children();
+    assert_eq!(
+        children.len(),
+        1,
+        "the runtime should have one child, the container's PID 1"
+    );
+    nix::sys::signal::kill(children[0], Signal::SIGKILL).expect("kill -9 the container's PID 1");
+    let (status, _) = runtime.wait();
+    assert_eq!(status.code(), Some(137));
+}
+
+#[test]
+fn kill_9_from_inside_does_not_kill_pid_1() {
+    // The kernel ignores SIGKILL sent to a namespace's init from inside the
+    // namespace: only signals it has a handler for reach it.
+    let sandbox = Sandbox::new();
+    assert_run(
+        &sandbox,
+        &["--", "sh", "-c", "kill -9 $$; echo still alive"],
+    )
+    .success()
+    .stdout("still alive\n");
+}
+
+#[test]
+fn background_processes_die_with_pid_1() {
+    let sandbox = Sandbox::new();
+    assert_run(&sandbox, &["--", "sh", "-c", "sleep 300 & echo started"])
+        .success()
+        .stdout("started\n");
+    // When PID 1 of a namespace exits, the kernel kills everything left in
+    // it before the runtime's wait returns: no deadline is needed.
+    let left = sandbox.marked_processes();
+    assert!(
+        left.is_empty(),
+        "processes outlived the container: {left:?}"
+    );
+}
+
+/// A shell script that makes an orphan, waits for it to exit, and says
+/// whether somebody reaped it (its /proc entry disappears) or it stayed a
+/// zombie (state Z).
+const ORPHAN_SCRIPT: &str = r#"
+orphan=$(sh -c 'sleep 0.2 >/dev/null 2>&1 & echo $!')
+for i in $(seq 200); do
+    state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' /proc/$orphan/status 2>/dev/null)
+    [ -z "$state" ] && { echo reaped; exit 0; }
+    sleep 0.05
+done
+echo "left as state $state"
+exit 1
+"#;
+
+#[test]
+fn init_reaps_orphans() {
+    let sandbox = Sandbox::new();
+    assert_run(&sandbox, &["--init", "--", "sh", "-c", ORPHAN_SCRIPT])
+        .success()
+        .stdout("reaped\n");
+}
+
+const TRAP_SCRIPT: &str =
+    r#"trap 'echo got TERM; exit 42' TERM; echo ready; while :; do sleep 0.1; done"#;
+
+fn assert_sigterm_reaches_the_command(options: &[&str]) {
+    let sandbox = Sandbox::new();
+    let args = [options, &["--", "sh", "-c", TRAP_SCRIPT]].concat();
+    let mut runtime = sandbox.spawn(run(&sandbox, &args));
+    runtime.wait_for_line("ready");
+    runtime.signal(Signal::SIGTERM);
+    let (status, lines) = runtime.wait();
+    assert_eq!(lines.last().map(String::as_str), Some("got TERM"));
+    assert_eq!(status.code(), Some(42), "the command's own exit code");
+}
+
+#[test]
+fn sigterm_to_the_runtime_reaches_the_command_under_init() {
+    assert_sigterm_reaches_the_command(&["--init"]);
+}
+
+#[test]
+fn sigterm_to_the_runtime_reaches_the_command_as_pid_1() {
+    assert_sigterm_reaches_the_command(&[]);
+}
+
+#[test]
+fn the_host_mount_table_is_unchanged() {
+    let sandbox = Sandbox::new();
+    let before = testkit::mount_table();
+    assert_run(&sandbox, &["--", "true"]).success();
+    assert_run(&sandbox, &["--init", "--", "true"]).success();
+    assert_eq!(testkit::mount_table(), before);
+}
+
+#[test]
+fn the_proc_mount_does_not_leak_when_the_hosts_root_is_shared() {
+    // On systemd hosts `/` is a shared mount: without MS_PRIVATE the new
+    // /proc would propagate back. Recreate that here in a throwaway namespace.
+    let sandbox = Sandbox::new();
+    let script = r#"cat /proc/self/mountinfo > "$1/before"
+"$2" run -- true || exit
+cat /proc/self/mountinfo > "$1/after""#;
+    let runtime = assert_cmd::cargo::cargo_bin(env!("CARGO_PKG_NAME"));
+    let mut inner = Command::new("sh");
+    inner
+        .args(["-c", script, "sh"])
+        .arg(sandbox.path())
+        .arg(runtime);
+    sandbox.mark(&mut inner);
+    assert_cmd::Command::from_std(testkit::in_shared_mount_namespace(&inner))
+        .timeout(DEFAULT_DEADLINE)
+        .assert()
+        .success();
+    let before = std::fs::read_to_string(sandbox.join("before")).unwrap();
+    let after = std::fs::read_to_string(sandbox.join("after")).unwrap();
+    assert!(
+        before.contains("shared:"),
+        "the namespace should have shared mounts:\n{before}"
+    );
+    assert_eq!(after, before, "a mount propagated out of the container");
+}

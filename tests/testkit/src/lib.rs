@@ -1,0 +1,99 @@
+//! Test support for the tara workshop's acceptance tests.
+//!
+//! * [`require_root`]: the tests drive the real kernel (namespaces, mounts,
+//!   cgroups, veths) and need root; without it they fail at once with one
+//!   message that says how to run them. They never skip: instructors grade
+//!   with them.
+//! * [`Sandbox`]: a private temporary directory per test, the processes the
+//!   test started, and on drop, even when the test failed: the processes
+//!   killed, the directory removed, and a check that nothing (a mount, a
+//!   process) outlived the test.
+//! * [`rootfs`]: a busybox root filesystem, built once per run under
+//!   `target/`, shared by the tests behind a file lock.
+//! * [`snapshots`]: insta settings with the redactions the workshop needs.
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "The tara workshop builds Linux containers: it needs a Linux kernel. \
+     Start the workshop VM (`vagrant up`, then `vagrant ssh` and `cd /workshop`) and run the \
+     tests there."
+);
+
+pub mod process;
+pub mod rootfs;
+pub mod sandbox;
+pub mod snapshots;
+
+pub use process::{Running, DEFAULT_DEADLINE};
+pub use rootfs::{busybox_rootfs, private_busybox_rootfs};
+pub use sandbox::Sandbox;
+pub use snapshots::snapshot_settings;
+
+use std::time::{Duration, Instant};
+
+/// The one message every acceptance test fails with when it lacks root.
+pub const NEEDS_ROOT: &str = "\
+these acceptance tests need root: they create namespaces, mounts, cgroups and network \
+interfaces on the real kernel.
+How to run them:
+  * in the workshop VM: `vagrant ssh`, `cd /workshop`, `cargo test -p <package>`; the \
+workspace's test runner (.cargo/config.toml) re-runs the test binaries with sudo;
+  * on a Linux host: the same command, with passwordless sudo, or as root.";
+
+/// Fails the test at once, with [`NEEDS_ROOT`], unless it runs as root.
+pub fn require_root() {
+    if !nix::unistd::geteuid().is_root() {
+        // Printed by hand and unwound without the panic hook: the message is
+        // the whole story, a backtrace (RUST_BACKTRACE=1) would bury it.
+        eprintln!("error: {NEEDS_ROOT}");
+        std::panic::resume_unwind(Box::new(NEEDS_ROOT));
+    }
+}
+
+/// Polls `condition` until it returns `Some`, or panics after `deadline`
+/// naming `what` was awaited. Never a bare sleep: a loaded machine only makes
+/// the wait longer, not the test wrong.
+pub fn wait_for<T>(what: &str, deadline: Duration, mut condition: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(value) = condition() {
+            return value;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// The host's mount table as this process sees it, one line per mount,
+/// without the mount IDs (which change when anything is remounted).
+pub fn mount_table() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("reading /proc/self/mountinfo")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Wraps `command` so that it runs in a new mount namespace whose mounts are
+/// all *shared*, as they are on every systemd host (systemd makes `/`
+/// shared at boot). A runtime that forgets to make its mounts private leaks
+/// them into such a namespace, and pivot_root refuses to work in it; this
+/// machine's own `/` may well be private, which would hide both bugs.
+pub fn in_shared_mount_namespace(command: &std::process::Command) -> std::process::Command {
+    let mut wrapped = std::process::Command::new("unshare");
+    wrapped
+        .args(["--mount", "--propagation", "shared", "--"])
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    wrapped
+}

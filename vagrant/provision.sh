@@ -1,0 +1,552 @@
+#!/usr/bin/env bash
+# Provision a machine for the tara container workshop, then check it.
+#
+# The same script serves three kinds of machine:
+#   * the Vagrant VM (the Vagrantfile runs it as root with `--vm --user vagrant`),
+#   * a plain Linux host (Ubuntu 22.04/24.04, Debian 12): `sudo vagrant/provision.sh`,
+#   * CI (Debian 12, as root): `bash vagrant/provision.sh` with CI=true.
+#
+# It is idempotent: a second run installs nothing and takes a few seconds.
+# It never touches the host's network namespace, routes, firewall or sysctls.
+#
+# Usage: vagrant/provision.sh [options]
+#   --vm            running inside the workshop VM: also write /etc/profile.d/workshop.sh
+#                   (CARGO_TARGET_DIR on the VM's own disk, `cd /workshop` on login)
+#   --user NAME     install Rust and mdbook for NAME (default: $SUDO_USER, else root)
+#   --ci            also install the `vagrant` package (for `vagrant validate`) when the
+#                   distribution ships it; implied by a non-empty CI other than false/0
+#   --check-only    install nothing, only run the self-check
+#   --no-check      skip the self-check
+#   -h, --help      show this help
+#
+# Environment: MDBOOK_VERSION (default 0.5.4), TARA_APT_MAX_AGE (seconds, default 3600).
+
+set -euo pipefail
+
+readonly MDBOOK_VERSION="${MDBOOK_VERSION:-0.5.4}"
+readonly APT_MAX_AGE="${TARA_APT_MAX_AGE:-3600}"
+readonly APT_PACKAGES=(
+  build-essential pkg-config git curl ca-certificates busybox-static
+  iproute2 iptables procps psmisc util-linux sudo shellcheck
+)
+readonly REQUIRED_CGROUP_CONTROLLERS=(memory pids cpu)
+
+ORIG_ARGS=("$@")
+MODE_VM=0
+MODE_CI=0
+CHECK_ONLY=0
+RUN_CHECK=1
+TARGET_USER=""
+
+usage() {
+  sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0"
+}
+
+log() { printf '==> %s\n' "$*"; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() {
+  printf 'error: %s\n' "$*" >&2
+  exit 1
+}
+
+case "${CI:-}" in
+  "" | false | 0) ;;
+  *) MODE_CI=1 ;;
+esac
+
+while (($#)); do
+  case "$1" in
+    --vm) MODE_VM=1 ;;
+    --ci) MODE_CI=1 ;;
+    --user)
+      (($# >= 2)) || die "--user needs a user name"
+      TARGET_USER="$2"
+      shift
+      ;;
+    --user=*) TARGET_USER="${1#--user=}" ;;
+    --check-only) CHECK_ONLY=1 ;;
+    --no-check) RUN_CHECK=0 ;;
+    -h | --help)
+      usage
+      exit 0
+      ;;
+    *) die "unknown option: $1 (see --help)" ;;
+  esac
+  shift
+done
+
+if ((EUID != 0)); then
+  if command -v sudo >/dev/null 2>&1; then
+    # sudo sets SUDO_USER to the calling user, who becomes the target user.
+    exec sudo CI="${CI:-}" MDBOOK_VERSION="$MDBOOK_VERSION" TARA_APT_MAX_AGE="$APT_MAX_AGE" \
+      bash "$0" "${ORIG_ARGS[@]}"
+  fi
+  die "run this script as root (e.g. sudo bash $0)"
+fi
+
+if [[ -z "$TARGET_USER" ]]; then
+  if [[ -n "${SUDO_USER:-}" && "${SUDO_USER}" != root ]]; then
+    TARGET_USER="$SUDO_USER"
+  else
+    TARGET_USER="$(id -un)"
+  fi
+fi
+passwd_entry="$(getent passwd "$TARGET_USER" || true)"
+[[ -n "$passwd_entry" ]] || die "user '$TARGET_USER' does not exist"
+TARGET_HOME="$(cut -d: -f6 <<<"$passwd_entry")"
+[[ -d "$TARGET_HOME" ]] || die "home directory of '$TARGET_USER' ($TARGET_HOME) does not exist"
+
+SELF_USER="$(id -un)"
+if [[ "$TARGET_USER" == "$SELF_USER" ]]; then
+  CARGO_BIN="${CARGO_HOME:-$TARGET_HOME/.cargo}/bin"
+else
+  CARGO_BIN="$TARGET_HOME/.cargo/bin"
+fi
+USER_PATH="$CARGO_BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+if [[ "$TARGET_USER" == "$SELF_USER" ]]; then
+  USER_PATH="$CARGO_BIN:$PATH"
+fi
+
+# Run a command as the target user, from their home directory (so that no
+# project's .cargo/config.toml or rust-toolchain file changes what we install).
+as_user() {
+  if [[ "$TARGET_USER" == "$SELF_USER" ]]; then
+    (cd "$TARGET_HOME" && env -u CARGO_TARGET_DIR PATH="$USER_PATH" "$@")
+  else
+    (cd "$TARGET_HOME" && runuser -u "$TARGET_USER" -- env -u CARGO_HOME -u RUSTUP_HOME \
+      -u CARGO_TARGET_DIR HOME="$TARGET_HOME" USER="$TARGET_USER" LOGNAME="$TARGET_USER" \
+      PATH="$USER_PATH" "$@")
+  fi
+}
+
+# shellcheck disable=SC2016 # $1 is expanded by the inner sh
+user_has() { as_user sh -c 'command -v "$1" >/dev/null 2>&1' sh "$1"; }
+
+elapsed_since() { echo "$(($(date +%s) - $1))s"; }
+
+# ---------------------------------------------------------------- apt packages
+
+pkg_installed() {
+  local status
+  status="$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null || true)"
+  [[ "$status" == ii* ]]
+}
+
+apt_lists_age() {
+  local newest=0 f t
+  for f in /var/lib/apt/lists/*Release; do
+    [[ -e "$f" ]] || continue
+    t="$(stat -c %Y "$f")"
+    ((t > newest)) && newest=$t
+  done
+  if ((newest == 0)); then
+    echo 999999999
+  else
+    echo $(($(date +%s) - newest))
+  fi
+}
+
+APT_UPDATED=0
+apt_update() {
+  ((APT_UPDATED)) && return 0
+  log "apt-get update"
+  apt-get -q -o DPkg::Lock::Timeout=600 update >/dev/null
+  APT_UPDATED=1
+}
+
+apt_has_candidate() {
+  local policy
+  policy="$(apt-cache policy "$1" 2>/dev/null || true)"
+  [[ "$policy" == *"Candidate:"* && "$policy" != *"Candidate: (none)"* ]]
+}
+
+install_packages() {
+  local wanted=("${APT_PACKAGES[@]}") missing=() p start
+  if ((MODE_CI)); then
+    # Debian 12 ships vagrant 2.3.4; Ubuntu 24.04 does not, so it is optional.
+    if pkg_installed vagrant || command -v vagrant >/dev/null 2>&1; then
+      :
+    else
+      if (($(apt_lists_age) > APT_MAX_AGE)) || ! apt_has_candidate vagrant; then
+        apt_update
+      fi
+      if apt_has_candidate vagrant; then
+        wanted+=(vagrant)
+      else
+        warn "package 'vagrant' is not available here; skipping it (only CI's 'vagrant validate' needs it)"
+      fi
+    fi
+  fi
+  for p in "${wanted[@]}"; do
+    pkg_installed "$p" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+
+  start=$(date +%s)
+  if (($(apt_lists_age) > APT_MAX_AGE)); then
+    apt_update
+  else
+    for p in "${missing[@]}"; do
+      if ! apt_has_candidate "$p"; then
+        apt_update
+        break
+      fi
+    done
+  fi
+  log "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=600 \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    install --no-install-recommends "${missing[@]}" >/dev/null
+  log "apt packages installed in $(elapsed_since "$start")"
+}
+
+# ------------------------------------------------------------------------ Rust
+
+install_rust() {
+  local start installed comps=() c
+  if ! user_has cargo; then
+    start=$(date +%s)
+    log "installing Rust (rustup, stable, with rustfmt and clippy) for $TARGET_USER"
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    as_user bash -c 'set -euo pipefail
+      installer="$(mktemp)"
+      trap "rm -f \"\$installer\"" EXIT
+      curl --proto "=https" --tlsv1.2 -sSf -o "$installer" https://sh.rustup.rs
+      sh "$installer" -y --no-modify-path --profile minimal --default-toolchain stable \
+        -c rustfmt -c clippy' >/dev/null ||
+      die "could not install Rust with rustup for $TARGET_USER; install it (https://rustup.rs) and re-run"
+    ensure_cargo_env_in_profile
+    log "Rust installed in $(elapsed_since "$start")"
+  fi
+  if user_has rustup; then
+    installed="$(as_user rustup component list --installed 2>/dev/null || true)"
+    for c in rustfmt clippy; do
+      grep -q "^$c" <<<"$installed" || comps+=("$c")
+    done
+    if ((${#comps[@]})); then
+      log "rustup component add ${comps[*]}"
+      as_user rustup component add "${comps[@]}" || warn "could not add rustup components: ${comps[*]}"
+    fi
+  else
+    warn "cargo for $TARGET_USER is not managed by rustup; not adding rustfmt/clippy components"
+  fi
+}
+
+# rustup runs with --no-modify-path (its edits are not idempotent across
+# shells); we add one marked line to the user's ~/.profile and ~/.bashrc.
+ensure_cargo_env_in_profile() {
+  local rc
+  # shellcheck disable=SC2016 # expanded by the user's shell, not here
+  local line='if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi  # tara-workshop'
+  for rc in "$TARGET_HOME/.profile" "$TARGET_HOME/.bashrc"; do
+    if [[ ! -e "$rc" ]] || ! grep -qF '# tara-workshop' "$rc"; then
+      printf '%s\n' "$line" >>"$rc"
+      chown "$TARGET_USER:" "$rc"
+    fi
+  done
+}
+
+# ---------------------------------------------------------------------- mdbook
+
+mdbook_version() { as_user mdbook --version 2>/dev/null | awk '{print $2}' | sed 's/^v//'; }
+
+install_mdbook() {
+  local have start
+  have="$(mdbook_version || true)"
+  if [[ "$have" != "$MDBOOK_VERSION" ]]; then
+    user_has cargo || die "cargo is missing for $TARGET_USER; cannot install mdbook"
+    start=$(date +%s)
+    log "cargo install mdbook --locked --version $MDBOOK_VERSION (a few minutes)${have:+ (replacing $have)}"
+    as_user cargo install --quiet --locked --version "$MDBOOK_VERSION" mdbook
+    log "mdbook installed in $(elapsed_since "$start")"
+  fi
+  # Make it reachable for root (sudo) too, without shadowing another mdbook.
+  if [[ "$TARGET_USER" != root && -x "$CARGO_BIN/mdbook" ]]; then
+    local link=/usr/local/bin/mdbook
+    if [[ ! -e "$link" && ! -L "$link" ]] || [[ -L "$link" && "$(readlink "$link")" == "$CARGO_BIN/mdbook" ]]; then
+      ln -sfn "$CARGO_BIN/mdbook" "$link"
+    fi
+  fi
+}
+
+# -------------------------------------------------------------------- VM setup
+
+setup_vm() {
+  local profile=/etc/profile.d/workshop.sh tmp target_dir="$TARGET_HOME/target"
+  if [[ ! -d "$target_dir" ]]; then
+    install -d -o "$TARGET_USER" -g "$(id -gn "$TARGET_USER")" "$target_dir"
+  fi
+  tmp="$(mktemp)"
+  cat >"$tmp" <<EOF
+# Written by vagrant/provision.sh (tara workshop). Do not edit; re-provision instead.
+if [ "\$(id -un)" = "$TARGET_USER" ]; then
+  # Build on the VM's own disk: /workshop is a slow shared folder, and
+  # overlayfs refuses it as an upperdir.
+  export CARGO_TARGET_DIR="$target_dir"
+  if [ -f "\$HOME/.cargo/env" ]; then . "\$HOME/.cargo/env"; fi
+  # Interactive logins (vagrant ssh) start in the synced repository.
+  case \$- in
+    *i*) if [ -d /workshop ] && [ "\$PWD" = "\$HOME" ]; then cd /workshop || true; fi ;;
+  esac
+fi
+EOF
+  if ! cmp -s "$tmp" "$profile"; then
+    install -m 0644 "$tmp" "$profile"
+    log "wrote $profile"
+  fi
+  rm -f "$tmp"
+}
+
+# ------------------------------------------------------------------ self-check
+
+FAILURES=0
+NETNS=""
+cleanup() {
+  if [[ -n "$NETNS" ]]; then
+    ip netns del "$NETNS" >/dev/null 2>&1 || true
+    NETNS=""
+  fi
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+
+ok() { printf '  ok   %s\n' "$*"; }
+info() { printf '  info %s\n' "$*"; }
+fail() {
+  printf '  FAIL %s\n' "$*"
+  FAILURES=$((FAILURES + 1))
+}
+
+check_kernel() { ok "kernel $(uname -r) ($(uname -m))"; }
+
+check_overlay() {
+  if command -v modprobe >/dev/null 2>&1; then
+    modprobe overlay >/dev/null 2>&1 || true
+  fi
+  if grep -qw overlay /proc/filesystems; then
+    ok "overlayfs"
+  else
+    fail "overlayfs: 'overlay' is not in /proc/filesystems (kernel needs CONFIG_OVERLAY_FS; try 'modprobe overlay')"
+  fi
+}
+
+# Prints the controllers usable on this machine, one per line.
+cgroup_available_controllers() {
+  local f
+  # cgroup v1 hierarchies: the super options name the controllers.
+  awk '{ for (i = 1; i <= NF; i++) if ($i == "-") { if ($(i+1) == "cgroup") print $(i+3); break } }' \
+    /proc/self/mountinfo | tr ',' '\n'
+  # cgroup v2 hierarchies (the whole tree, or the "unified" one of a hybrid setup).
+  while read -r f; do
+    [[ -r "$f/cgroup.controllers" ]] && tr ' ' '\n' <"$f/cgroup.controllers"
+  done < <(awk '{ for (i = 1; i <= NF; i++) if ($i == "-") { if ($(i+1) == "cgroup2") print $5; break } }' \
+    /proc/self/mountinfo)
+}
+
+check_cgroups() {
+  local fstype mode available c enabled
+  fstype="$(stat -fc %T /sys/fs/cgroup 2>/dev/null || echo missing)"
+  case "$fstype" in
+    cgroup2fs) mode="cgroup v2" ;;
+    tmpfs)
+      if grep -q ' - cgroup2 ' /proc/self/mountinfo; then
+        mode="cgroup v1 (hybrid)"
+      else
+        mode="cgroup v1 (legacy)"
+      fi
+      ;;
+    *)
+      fail "cgroups: /sys/fs/cgroup is not mounted ($fstype); mount cgroup2 there or boot with systemd"
+      return
+      ;;
+  esac
+  ok "cgroups: $mode"
+  available="$(cgroup_available_controllers | sort -u)"
+  for c in "${REQUIRED_CGROUP_CONTROLLERS[@]}"; do
+    if grep -qx "$c" <<<"$available"; then
+      ok "$c controller"
+    else
+      enabled="$(awk -v c="$c" '$1 == c { print $4 }' /proc/cgroups 2>/dev/null || true)"
+      if [[ "$enabled" == 0 ]]; then
+        fail "$c controller: disabled by the kernel (add cgroup_enable=$c to the kernel command line)"
+      elif [[ "$mode" == "cgroup v2" ]]; then
+        fail "$c controller: not listed in /sys/fs/cgroup/cgroup.controllers (bound to a v1 hierarchy? boot with systemd.unified_cgroup_hierarchy=1)"
+      else
+        fail "$c controller: no mounted cgroup hierarchy offers it (see 'mount | grep cgroup')"
+      fi
+    fi
+  done
+}
+
+check_network() {
+  local ns="tara-selfcheck-$$"
+  if ! command -v ip >/dev/null 2>&1; then
+    fail "veth/bridge: 'ip' (iproute2) is missing"
+    return
+  fi
+  # Everything happens inside a throw-away network namespace; the host's
+  # namespace is never modified.
+  if ! ip netns add "$ns" >/dev/null 2>&1; then
+    fail "veth/bridge: cannot create a network namespace with 'ip netns add' (not root, or no CONFIG_NET_NS?)"
+    return
+  fi
+  NETNS="$ns"
+  if ip -n "$ns" link add tara-v0 type veth peer name tara-v1 >/dev/null 2>&1; then
+    ok "veth pairs"
+  else
+    fail "veth pairs: 'ip link add type veth' failed in a test namespace (kernel needs CONFIG_VETH)"
+  fi
+  if ip -n "$ns" link add tara-br0 type bridge >/dev/null 2>&1; then
+    ok "bridges"
+  else
+    fail "bridges: 'ip link add type bridge' failed in a test namespace (kernel needs CONFIG_BRIDGE)"
+  fi
+  ip netns del "$ns" >/dev/null 2>&1 || warn "could not delete network namespace $ns"
+  NETNS=""
+}
+
+check_userns() {
+  local details=() v who probe
+  if [[ -r /proc/sys/kernel/unprivileged_userns_clone ]]; then
+    details+=("kernel.unprivileged_userns_clone=$(cat /proc/sys/kernel/unprivileged_userns_clone)")
+  fi
+  if [[ -r /proc/sys/user/max_user_namespaces ]]; then
+    details+=("user.max_user_namespaces=$(cat /proc/sys/user/max_user_namespaces)")
+  fi
+  if [[ -r /proc/sys/kernel/apparmor_restrict_unprivileged_userns ]]; then
+    details+=("kernel.apparmor_restrict_unprivileged_userns=$(cat /proc/sys/kernel/apparmor_restrict_unprivileged_userns)")
+  fi
+  who="$TARGET_USER"
+  [[ "$who" == root ]] && who=nobody
+  if getent passwd "$who" >/dev/null && command -v unshare >/dev/null 2>&1 &&
+    (cd / && runuser -u "$who" -- unshare --user --map-root-user true) >/dev/null 2>&1; then
+    probe="allowed"
+  else
+    probe="NOT allowed (rootless steps need sudo)"
+  fi
+  v="${details[*]:-no sysctls found}"
+  info "unprivileged user namespaces: $probe for $who; ${v// /, }"
+}
+
+check_busybox() {
+  local bb=/bin/busybox out
+  if [[ ! -x "$bb" ]]; then
+    fail "busybox-static: $bb is missing (apt-get install busybox-static)"
+    return
+  fi
+  if ! "$bb" --help >/dev/null 2>&1 && ! "$bb" true >/dev/null 2>&1; then
+    fail "busybox-static: $bb does not run"
+    return
+  fi
+  if command -v readelf >/dev/null 2>&1; then
+    out="$(readelf -lW "$bb" 2>/dev/null || true)"
+    if [[ "$out" == *"program interpreter"* ]]; then
+      fail "busybox-static: $bb is dynamically linked (install busybox-static, not busybox)"
+      return
+    fi
+  else
+    out="$(ldd "$bb" 2>&1 || true)"
+    if [[ "$out" != *"not a dynamic executable"* && "$out" != *"statically linked"* ]]; then
+      fail "busybox-static: $bb is dynamically linked (install busybox-static, not busybox)"
+      return
+    fi
+  fi
+  ok "busybox (static): $("$bb" 2>/dev/null | head -n 1 | awk '{print $2}' || true)"
+}
+
+check_rust() {
+  local v
+  if v="$(as_user rustc --version 2>/dev/null)"; then
+    ok "rust for $TARGET_USER: $v"
+  else
+    fail "rust for $TARGET_USER: rustc not found in $CARGO_BIN or PATH (re-run this script)"
+  fi
+  if v="$(as_user cargo --version 2>/dev/null)"; then
+    ok "cargo: $v"
+  else
+    fail "cargo for $TARGET_USER: not found (re-run this script)"
+  fi
+  if v="$(as_user cargo fmt --version 2>/dev/null)"; then
+    ok "rustfmt: $v"
+  else
+    fail "rustfmt for $TARGET_USER: missing (rustup component add rustfmt)"
+  fi
+  if v="$(as_user cargo clippy --version 2>/dev/null)"; then
+    ok "clippy: $v"
+  else
+    fail "clippy for $TARGET_USER: missing (rustup component add clippy)"
+  fi
+}
+
+check_mdbook() {
+  local v
+  v="$(mdbook_version || true)"
+  if [[ -z "$v" ]]; then
+    fail "mdbook: not found for $TARGET_USER (cargo install mdbook --locked --version $MDBOOK_VERSION)"
+  elif [[ "$v" != "$MDBOOK_VERSION" ]]; then
+    info "mdbook: v$v (the workshop pins $MDBOOK_VERSION)"
+  else
+    ok "mdbook: v$v"
+  fi
+}
+
+check_tools() {
+  local t missing=()
+  for t in cc git ip iptables unshare nsenter pgrep sudo shellcheck; do
+    command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+  done
+  if ((${#missing[@]})); then
+    fail "tools: missing ${missing[*]} (re-run this script)"
+  else
+    ok "tools: cc git ip iptables unshare nsenter pgrep sudo shellcheck"
+  fi
+  if ((MODE_CI)); then
+    if command -v vagrant >/dev/null 2>&1; then
+      ok "vagrant: $(vagrant --version 2>/dev/null || echo '?')"
+    else
+      info "vagrant: not installed (not packaged for this distribution)"
+    fi
+  fi
+}
+
+self_check() {
+  printf 'Self-check (user %s):\n' "$TARGET_USER"
+  check_kernel
+  check_overlay
+  check_cgroups
+  check_network
+  check_userns
+  check_busybox
+  check_tools
+  check_rust
+  check_mdbook
+  if ((FAILURES)); then
+    printf 'self-check FAILED: %d required item(s) missing, see the FAIL lines above\n' "$FAILURES" >&2
+    return 1
+  fi
+  printf 'self-check passed\n'
+}
+
+# ------------------------------------------------------------------------ main
+
+main() {
+  local start mode=host
+  start=$(date +%s)
+  ((MODE_VM)) && mode=vm
+  ((MODE_CI)) && mode="$mode+ci"
+  if ((!CHECK_ONLY)); then
+    log "tara workshop provisioning (mode: $mode, user: $TARGET_USER)"
+    export DEBIAN_FRONTEND=noninteractive
+    install_packages
+    install_rust
+    install_mdbook
+    ((MODE_VM)) && setup_vm
+    log "provisioning done in $(elapsed_since "$start")"
+  fi
+  if ((RUN_CHECK)); then
+    self_check
+  fi
+}
+
+main

@@ -1,0 +1,108 @@
+//! Maintainer and instructor tooling: `cargo xtask --help`.
+
+mod book;
+mod steps;
+mod verify;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Tooling of the tara workshop. It runs as you; the test binaries it starts
+/// are re-run as root by the workspace's runner (tests/as-root).
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Generate the student crates steps/NN-topic from solutions/NN-topic
+    Steps {
+        /// Do not write: fail, naming the file, when steps/ is stale
+        #[arg(long)]
+        check: bool,
+    },
+    /// Prove the acceptance tests mean something: each passes on the
+    /// solution and fails on the unsolved starter
+    Verify {
+        /// Only these steps (for example 01 or 01-unshare-pid); all by default
+        #[arg(value_name = "STEP")]
+        only: Vec<String>,
+    },
+    /// Build the book and check it works offline
+    Book,
+    /// Everything CI checks: fmt, clippy, steps --check, tests, verify, book
+    Test,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    let result = match cli.command {
+        Task::Steps { check } => steps::run(&root, check),
+        Task::Verify { only } => verify::run(&root, &only),
+        Task::Book => book::build(&root),
+        Task::Test => test_everything(&root),
+    };
+    if let Err(error) = result {
+        eprintln!("xtask: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The maintainers' single command, run by CI after provisioning.
+fn test_everything(root: &Path) -> Result<()> {
+    section("cargo fmt --check");
+    cargo(root, &["fmt", "--all", "--check"])?;
+    section("cargo clippy -D warnings");
+    cargo(
+        root,
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    section("steps/ is generated from solutions/");
+    steps::run(root, true)?;
+    section("unit and acceptance tests of the solutions, testkit and xtask");
+    cargo(root, &["test", "--workspace", "--exclude", "step-*"])?;
+    section("verify: every acceptance test passes on its solution and fails on its starter");
+    verify::run(root, &[])?;
+    section("book");
+    book::build(root)?;
+    println!("\nxtask test: all checks passed");
+    Ok(())
+}
+
+fn section(title: &str) {
+    println!("\n==> {title}");
+}
+
+/// The workspace root: xtask's manifest lives one level below it.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+/// Runs cargo with `args` in `root`, failing when it fails.
+fn cargo(root: &Path, args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(args)
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("running {cargo} {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! `cargo xtask verify`: every acceptance test passes on its solution and
+//! fails on the unsolved starter. A test that passes on `todo!()` does not
+//! test the student's work, so it makes this command fail.
+
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// How one test ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Passed,
+    Failed,
+    Ignored,
+    Missing,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passes",
+            Outcome::Failed => "fails",
+            Outcome::Ignored => "ignored",
+            Outcome::Missing => "missing",
+        }
+    }
+}
+
+/// The `NN-topic` directories below `dir`, in order.
+pub fn step_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.join("Cargo.toml").exists())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+pub fn run(root: &Path, only: &[String]) -> Result<()> {
+    let mut bad = 0;
+    let mut verified = 0;
+    for dir in step_dirs(&root.join("steps"))? {
+        let step = dir.file_name().unwrap().to_string_lossy().into_owned();
+        if !only.is_empty() && !only.iter().any(|wanted| step.starts_with(wanted.as_str())) {
+            continue;
+        }
+        let solution = acceptance_outcomes(root, &format!("solution-{step}"))?;
+        let starter = acceptance_outcomes(root, &format!("step-{step}"))?;
+        bad += print_table(&step, &solution, &starter);
+        verified += 1;
+    }
+    if verified == 0 {
+        bail!("no step matched {only:?}");
+    }
+    if bad > 0 {
+        bail!("{bad} acceptance test(s) do not pass on the solution and fail on the starter");
+    }
+    Ok(())
+}
+
+/// Prints the table of one step; returns how many tests are wrong.
+fn print_table(
+    step: &str,
+    solution: &BTreeMap<String, Outcome>,
+    starter: &BTreeMap<String, Outcome>,
+) -> usize {
+    let mut names: Vec<&String> = solution.keys().chain(starter.keys()).collect();
+    names.sort();
+    names.dedup();
+    let width = names
+        .iter()
+        .map(|name| name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!("\nstep {step}: {} acceptance tests", names.len());
+    println!(
+        "  {:width$}  {:9}  {:9}  verdict",
+        "test", "solution", "starter"
+    );
+    let mut bad = 0;
+    for name in names {
+        let on_solution = solution.get(name).copied().unwrap_or(Outcome::Missing);
+        let on_starter = starter.get(name).copied().unwrap_or(Outcome::Missing);
+        let good = on_solution == Outcome::Passed && on_starter == Outcome::Failed;
+        let verdict = match (on_solution, on_starter) {
+            _ if good => "ok",
+            (_, Outcome::Passed) => "BAD: passes on the unsolved starter",
+            (Outcome::Passed, _) => "BAD: not run on the starter",
+            _ => "BAD: does not pass on the solution",
+        };
+        bad += usize::from(!good);
+        println!(
+            "  {name:width$}  {:9}  {:9}  {verdict}",
+            on_solution.label(),
+            on_starter.label()
+        );
+    }
+    if solution.is_empty() {
+        println!("  (no tests found)");
+        bad += 1;
+    }
+    bad
+}
+
+/// Runs the acceptance tests of `package` and parses libtest's lines
+/// `test NAME ... ok|FAILED|ignored`.
+fn acceptance_outcomes(root: &Path, package: &str) -> Result<BTreeMap<String, Outcome>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(&cargo)
+        .args([
+            "test",
+            "--package",
+            package,
+            "--test",
+            "acceptance",
+            "--no-fail-fast",
+        ])
+        .current_dir(root)
+        .env("INSTA_UPDATE", "no")
+        .output()
+        .with_context(|| format!("running the acceptance tests of {package}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let outcomes = parse_outcomes(&stdout);
+    if outcomes.is_empty() {
+        bail!(
+            "no test ran for {package}; cargo said:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(outcomes)
+}
+
+fn parse_outcomes(stdout: &str) -> BTreeMap<String, Outcome> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("test ")?;
+            let (name, result) = rest.split_once(" ... ")?;
+            let outcome = match result.trim() {
+                "ok" => Outcome::Passed,
+                "FAILED" => Outcome::Failed,
+                result if result.starts_with("ignored") => Outcome::Ignored,
+                _ => return None,
+            };
+            Some((name.to_string(), outcome))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtest_lines_are_parsed() {
+        let outcomes = parse_outcomes(
+            "running 3 tests\ntest a ... ok\ntest b ... FAILED\ntest c ... ignored, slow\n\
+             test result: FAILED. 1 passed; 1 failed\n",
+        );
+        assert_eq!(outcomes["a"], Outcome::Passed);
+        assert_eq!(outcomes["b"], Outcome::Failed);
+        assert_eq!(outcomes["c"], Outcome::Ignored);
+        assert_eq!(outcomes.len(), 3);
+    }
+
+    #[test]
+    fn a_test_passing_on_the_starter_is_bad() {
+        let solution = BTreeMap::from([("t".to_string(), Outcome::Passed)]);
+        let starter = BTreeMap::from([("t".to_string(), Outcome::Passed)]);
+        assert_eq!(print_table("00", &solution, &starter), 1);
+        let starter = BTreeMap::from([("t".to_string(), Outcome::Failed)]);
+        assert_eq!(print_table("00", &solution, &starter), 0);
+    }
+}
