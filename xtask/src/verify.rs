@@ -46,6 +46,7 @@ pub fn run(root: &Path, only: &[String]) -> Result<()> {
         if !only.is_empty() && !only.iter().any(|wanted| step.starts_with(wanted.as_str())) {
             continue;
         }
+        check_starter_unit_tests(root, &format!("step-{step}"))?;
         let solution = acceptance_outcomes(root, &format!("solution-{step}"))?;
         let starter = acceptance_outcomes(root, &format!("step-{step}"))?;
         bad += print_table(&step, &solution, &starter);
@@ -103,6 +104,27 @@ fn print_table(
         bad += 1;
     }
     bad
+}
+
+/// The unit tests that come with a starter must pass on it: they test the
+/// given code, not the blanks. Otherwise `cargo test -p step-NN-topic` stops
+/// at the first failing unit test and the student never sees the acceptance
+/// tests.
+fn check_starter_unit_tests(root: &Path, package: &str) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(&cargo)
+        .args(["test", "--package", package, "--lib", "--bins"])
+        .current_dir(root)
+        .output()
+        .with_context(|| format!("running the unit tests of {package}"))?;
+    if !output.status.success() {
+        bail!(
+            "the unit tests of the starter {package} fail, so `cargo test -p {package}` would \
+             stop before the acceptance tests; unit tests must not call exercise code:\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    Ok(())
 }
 
 /// Runs the acceptance tests of `package` and parses libtest's lines

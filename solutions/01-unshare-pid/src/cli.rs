@@ -120,9 +120,8 @@ mod tests {
             "-c",
             "echo $$",
         ]);
-        let spec = test.run.spec();
-        assert!(spec.init);
-        assert_eq!(spec.hostname.as_deref(), Some("box"));
-        assert_eq!(spec.command, ["sh", "-c", "echo $$"]);
+        assert!(test.run.init);
+        assert_eq!(test.run.hostname.as_deref(), Some("box"));
+        assert_eq!(test.run.command, ["sh", "-c", "echo $$"]);
     }
 }

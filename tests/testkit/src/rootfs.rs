@@ -156,3 +156,32 @@ fn give_to_invoking_user(root: &Path) {
         .arg(root)
         .status();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rootfs_holds_a_busybox_that_runs_alone() {
+        crate::require_root();
+        let rootfs = busybox_rootfs();
+        assert!(rootfs.join("bin/sh").exists());
+        assert!(rootfs.join("etc/passwd").exists());
+        let output = Command::new("chroot")
+            .arg(&rootfs)
+            .args(["/bin/sh", "-c", "echo $((6 * 7))"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "42\n");
+        // A second call reuses the first build.
+        assert_eq!(busybox_rootfs(), rootfs);
+    }
+
+    #[test]
+    fn a_private_copy_lives_in_the_sandbox() {
+        let sandbox = Sandbox::new();
+        let copy = private_busybox_rootfs(&sandbox);
+        assert!(copy.starts_with(sandbox.path()));
+        assert!(copy.join("bin/busybox").exists());
+    }
+}

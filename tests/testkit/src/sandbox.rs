@@ -2,9 +2,10 @@
 //! and a leak check when it is dropped.
 
 use crate::process::Running;
-use crate::{require_root, wait_for, DEFAULT_DEADLINE};
+use crate::{require_root, wait_for};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 use tempfile::TempDir;
 
 /// Every process a sandbox starts carries this variable in its environment
@@ -18,7 +19,12 @@ pub const MARKER_VARIABLE: &str = "TESTKIT_SANDBOX";
 pub struct Sandbox {
     dir: TempDir,
     marker: String,
+    leak_grace: Duration,
 }
+
+/// How long a dropped sandbox waits for what its test started to go away
+/// (a PID namespace, a cgroup, a veth are torn down asynchronously).
+const LEAK_GRACE: Duration = Duration::from_secs(10);
 
 impl Sandbox {
     /// Checks for root, then creates the sandbox.
@@ -34,7 +40,11 @@ impl Sandbox {
             .expect("a temp dir has a name")
             .to_string_lossy()
             .into_owned();
-        Sandbox { dir, marker }
+        Sandbox {
+            dir,
+            marker,
+            leak_grace: LEAK_GRACE,
+        }
     }
 
     /// The sandbox's private directory.
@@ -126,7 +136,7 @@ impl Drop for Sandbox {
         // Processes die asynchronously (a PID namespace is torn down after its
         // init exits): give them the deadline, then report and kill them.
         let settled = std::panic::catch_unwind(|| {
-            wait_for("the sandbox's processes to exit", DEFAULT_DEADLINE, || {
+            wait_for("the sandbox's processes to exit", self.leak_grace, || {
                 self.leaks().is_empty().then_some(())
             })
         });
@@ -165,4 +175,42 @@ fn command_line(pid: i32) -> String {
                 .to_string()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DEFAULT_DEADLINE;
+
+    #[test]
+    fn a_marked_process_is_found_until_it_is_gone() {
+        let sandbox = Sandbox::new();
+        let mut command = Command::new("sleep");
+        command.arg("60");
+        let mut sleeper = sandbox.spawn(command);
+        let pid = sleeper.pid().as_raw();
+        assert_eq!(sandbox.marked_processes(), vec![pid]);
+        sleeper.signal(nix::sys::signal::Signal::SIGKILL);
+        sleeper.wait();
+        assert!(sandbox.marked_processes().is_empty());
+    }
+
+    #[test]
+    fn a_leaked_process_fails_the_test_and_is_killed() {
+        let mut sandbox = Sandbox::new();
+        sandbox.leak_grace = Duration::from_millis(200);
+        let mut command = Command::new("sleep");
+        command.arg("60");
+        sandbox.mark(&mut command);
+        let mut child = command.spawn().unwrap();
+        let pid = child.id() as i32;
+        // Drop the sandbox with the process still running: it must complain.
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(sandbox)));
+        let message = *dropped.unwrap_err().downcast::<String>().unwrap();
+        assert!(message.contains(&format!("PID {pid}")), "{message}");
+        crate::wait_for("the leaked sleep to be killed", DEFAULT_DEADLINE, || {
+            is_zombie(pid).then_some(())
+        });
+        child.wait().unwrap();
+    }
 }

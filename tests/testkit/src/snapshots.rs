@@ -19,3 +19,26 @@ pub fn snapshot_settings(step: &str) -> insta::Settings {
     settings.add_filter(r"\[\d{6,}\]", "[INODE]");
     settings
 }
+
+/// Adds a filter that replaces the PID `pid` (as a whole number) with
+/// `[label]`, for output that shows PIDs as the host sees them.
+pub fn redact_pid(settings: &mut insta::Settings, pid: i32, label: &str) {
+    settings.add_filter(&format!(r"\b{pid}\b"), format!("[{label}]"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandboxes_inodes_and_pids_are_redacted() {
+        let mut settings = snapshot_settings("00-testkit");
+        redact_pid(&mut settings, 4242, "RUNTIME");
+        settings.bind(|| {
+            insta::assert_snapshot!(
+                "/tmp/.tmpAb12Cd/rootfs mnt:[4026531841] pid 4242, not 42420",
+                @"[SANDBOX]/rootfs mnt:[INODE] pid [RUNTIME], not 42420"
+            );
+        });
+    }
+}

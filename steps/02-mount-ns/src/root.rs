@@ -1,0 +1,63 @@
+//! Switching the child's root to the container's root filesystem.
+//!
+//! Why not chroot(2)? chroot only changes how paths starting with `/` are
+//! resolved for one process. The host's whole mount tree is still there, and
+//! a root process can walk back out: chroot into a subdirectory, keep a
+//! descriptor to a directory outside, `fchdir` to it, `cd ..` up to the real
+//! root. pivot_root(2) instead moves the *mount namespace's* root: once the
+//! old root is detached, no path and no mount leads back to the host.
+
+use anyhow::{Context, Result};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::unistd::{chdir, pivot_root};
+use std::path::Path;
+
+const NONE: Option<&str> = None;
+
+/// Makes every mount in this (new) mount namespace private.
+// ANCHOR: make_private
+pub fn make_mounts_private() -> Result<()> {
+    // EXERCISE 1: stop mount events from propagating between this namespace and the host.
+    // Hint: a new mount namespace starts with copies of the host's mounts, in the same peer
+    // groups: on a systemd host `/` is shared, so anything mounted here would show up there, and
+    // pivot_root fails with EINVAL. mount(NONE, "/", NONE, MS_REC | MS_PRIVATE, NONE) fixes both.
+    todo!("EXERCISE 1: stop mount events from propagating between this namespace and the host")
+}
+// ANCHOR_END: make_private
+
+/// Bind-mounts the rootfs onto itself.
+// ANCHOR: bind
+pub fn bind_onto_itself(rootfs: &Path) -> Result<()> {
+    // EXERCISE 2: make the rootfs a mount point. Hint: pivot_root requires the new root to be a
+    // mount point, and a plain directory is not one; bind-mounting it onto itself makes it one:
+    // mount(Some(rootfs), rootfs, NONE, MS_BIND | MS_REC, NONE). MS_REC brings along anything
+    // already mounted below it.
+    todo!("EXERCISE 2: make the rootfs a mount point")
+}
+// ANCHOR_END: bind
+
+/// Makes `rootfs` the root of this mount namespace and detaches the old root.
+// ANCHOR: switch_root
+pub fn switch_root(rootfs: &Path) -> Result<()> {
+    // EXERCISE 3: pivot into the rootfs and detach the old root. Hint: chdir(rootfs), then
+    // pivot_root(".", "."): the old root ends up mounted on top of the new one, at "/", and
+    // umount2(".", MNT_DETACH) removes it (lazily: busy mounts go when their users do). Finish
+    // with chdir("/"), so the working directory is inside the new root.
+    todo!("EXERCISE 3: pivot into the rootfs and detach the old root")
+}
+// ANCHOR_END: switch_root
+
+/// Remounts the root read-only (`--read-only`). A bind mount has its own
+/// read-only flag, so this changes the container's view only, never the
+/// directory on the host.
+pub fn make_root_read_only() -> Result<()> {
+    mount(
+        NONE,
+        "/",
+        NONE,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+        NONE,
+    )
+    .context("remounting / read-only")?;
+    Ok(())
+}
