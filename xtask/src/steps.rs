@@ -64,7 +64,9 @@ fn generate_crate(solution: &Path, name: &str) -> Result<BTreeMap<PathBuf, Strin
             fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let generated = match relative.extension().and_then(|e| e.to_str()) {
             Some("rs") => {
-                rename(&blank_out(&text).with_context(|| format!("in {}", path.display()))?)
+                let starter = blank_out(&text).with_context(|| format!("in {}", path.display()))?;
+                rustfmt(&rename(&starter))
+                    .with_context(|| format!("formatting {}", path.display()))?
             }
             _ if relative == Path::new("Cargo.toml") => rename_package(&text)?,
             _ => text,
@@ -146,6 +148,33 @@ fn exercise_title(comment: &str) -> String {
     let text = comment.trim_start_matches("//").trim();
     let title = text.split(" Hint:").next().unwrap_or(text);
     title.trim_end_matches('.').to_string()
+}
+
+/// Formats generated code the way `cargo fmt` would: renaming the crate can
+/// change the order of `use` lines, and `todo!()` replaces whole blocks.
+fn rustfmt(source: &str) -> Result<String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("rustfmt")
+        .args(["--edition", "2021", "--emit", "stdout"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running rustfmt (rustup component add rustfmt)")?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(source.as_bytes())?;
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!(
+            "rustfmt failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?)
 }
 
 /// Makes `text` safe inside `todo!("...")`, which is a format string.

@@ -3,8 +3,8 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use pid::cli::{exit_with, parse_or_exit};
-use step_02_mount_ns as mount_ns;
 use std::path::PathBuf;
+use step_02_mount_ns as mount_ns;
 
 /// Step 02 of the tara workshop: run a command in its own root filesystem,
 /// with its own /proc, /sys and /dev, as PID 1 of new namespaces.
