@@ -78,15 +78,35 @@ pub fn mount_table() -> Vec<String> {
         .collect()
 }
 
-/// Wraps `command` so that it runs in a new mount namespace whose mounts are
-/// all *shared*, as they are on every systemd host (systemd makes `/`
-/// shared at boot). A runtime that forgets to make its mounts private leaks
+/// Runs `command` in a new mount namespace whose mounts are all *shared*,
+/// as they are on every systemd host (systemd makes `/` shared at boot), and
+/// fails the test if the namespace's mount table changed by the time the
+/// command exited. A runtime that forgets to make its mounts private leaks
 /// them into such a namespace, and pivot_root refuses to work in it; this
 /// machine's own `/` may well be private, which would hide both bugs.
-pub fn in_shared_mount_namespace(command: &std::process::Command) -> std::process::Command {
+/// Returns the command's output, with a deadline.
+pub fn run_with_shared_root(
+    sandbox: &Sandbox,
+    command: &std::process::Command,
+) -> std::process::Output {
+    // $0 is the scratch directory, "$@" the command.
+    let script = r#"cat /proc/self/mountinfo > "$0/before"
+"$@"
+code=$?
+cat /proc/self/mountinfo > "$0/after"
+exit $code"#;
     let mut wrapped = std::process::Command::new("unshare");
     wrapped
-        .args(["--mount", "--propagation", "shared", "--"])
+        .args([
+            "--mount",
+            "--propagation",
+            "shared",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .arg(sandbox.path())
         .arg(command.get_program())
         .args(command.get_args());
     for (key, value) in command.get_envs() {
@@ -95,5 +115,17 @@ pub fn in_shared_mount_namespace(command: &std::process::Command) -> std::proces
             None => wrapped.env_remove(key),
         };
     }
-    wrapped
+    sandbox.mark(&mut wrapped);
+    let output = assert_cmd::Command::from_std(wrapped)
+        .timeout(DEFAULT_DEADLINE)
+        .output()
+        .expect("running unshare");
+    let before = std::fs::read_to_string(sandbox.join("before")).expect("the mount table before");
+    let after = std::fs::read_to_string(sandbox.join("after")).expect("the mount table after");
+    assert!(
+        before.contains("shared:"),
+        "the namespace should have shared mounts:\n{before}"
+    );
+    assert_eq!(after, before, "a mount propagated out of the container");
+    output
 }
