@@ -189,7 +189,10 @@ mod tests {
         command.arg("60");
         let mut sleeper = sandbox.spawn(command);
         let pid = sleeper.pid().as_raw();
-        assert_eq!(sandbox.marked_processes(), vec![pid]);
+        // The kernel fills /proc/PID/environ in a late stage of execve.
+        crate::wait_for("the sleep to carry the marker", DEFAULT_DEADLINE, || {
+            (sandbox.marked_processes() == vec![pid]).then_some(())
+        });
         sleeper.signal(nix::sys::signal::Signal::SIGKILL);
         sleeper.wait();
         assert!(sandbox.marked_processes().is_empty());
@@ -204,6 +207,10 @@ mod tests {
         sandbox.mark(&mut command);
         let mut child = command.spawn().unwrap();
         let pid = child.id() as i32;
+        // The marker shows in /proc/PID/environ once the child has exec'd.
+        crate::wait_for("the sleep to carry the marker", DEFAULT_DEADLINE, || {
+            sandbox.marked_processes().contains(&pid).then_some(())
+        });
         // Drop the sandbox with the process still running: it must complain.
         let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(sandbox)));
         let message = *dropped.unwrap_err().downcast::<String>().unwrap();
