@@ -1,8 +1,10 @@
 //! Maintainer and instructor tooling: `cargo xtask --help`.
 
 mod book;
+mod scripts;
 mod steps;
 mod verify;
+mod vm;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -34,7 +36,18 @@ enum Task {
     },
     /// Build the book and check it works offline
     Book,
-    /// Everything CI checks: fmt, clippy, steps --check, tests, verify, book
+    /// Shellcheck every shell script and validate the Vagrantfile
+    Scripts,
+    /// Run a cargo command inside the workshop VM, from the host:
+    /// `cargo xtask vm test -p step-01-unshare-pid`
+    #[command(trailing_var_arg = true, allow_hyphen_values = true)]
+    Vm {
+        /// The cargo command and its arguments
+        #[arg(required = true, value_name = "CARGO-ARGS")]
+        cargo_args: Vec<String>,
+    },
+    /// Everything CI checks: fmt, clippy, scripts, steps --check, tests,
+    /// verify, book
     Test,
 }
 
@@ -45,6 +58,8 @@ fn main() {
         Task::Steps { check } => steps::run(&root, check),
         Task::Verify { only } => verify::run(&root, &only).map(drop),
         Task::Book => book::build(&root),
+        Task::Scripts => scripts::check(&root),
+        Task::Vm { cargo_args } => vm::run(&root, &cargo_args).map(|code| std::process::exit(code)),
         Task::Test => test_everything(&root),
     };
     if let Err(error) = result {
@@ -69,6 +84,8 @@ fn test_everything(root: &Path) -> Result<()> {
             "warnings",
         ],
     )?;
+    section("shell scripts and the Vagrantfile");
+    scripts::check(root)?;
     section("steps/ is generated from solutions/");
     steps::run(root, true)?;
     section("unit and acceptance tests of the solutions, testkit and xtask");
