@@ -52,7 +52,6 @@ pub fn parse_or_exit<T: Parser>() -> T {
     T::try_parse().unwrap_or_else(|error| {
         let code = match error.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
-            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => RUNTIME_ERROR,
             _ => RUNTIME_ERROR,
         };
         let _ = error.print();

@@ -19,6 +19,12 @@
 //! filesystem setup (step 02 pivots into a rootfs) and add work in the parent
 //! while the child waits (step 04 wires its network, step 05 its cgroup).
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "containers are made of Linux kernel features: build and test the workshop on Linux. \
+     Start the workshop VM (`vagrant up`, then `vagrant ssh`) or see the book's Setup chapter."
+);
+
 pub mod child;
 pub mod cli;
 pub mod exec;

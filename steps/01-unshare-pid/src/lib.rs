@@ -23,6 +23,12 @@
 // Until you do, some names are unused, hence:
 #![allow(unused, unreachable_code)]
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "containers are made of Linux kernel features: build and test the workshop on Linux. \
+     Start the workshop VM (`vagrant up`, then `vagrant ssh`) or see the book's Setup chapter."
+);
+
 pub mod child;
 pub mod cli;
 pub mod exec;
