@@ -35,7 +35,8 @@ pub fn spawn_in_namespaces(flags: CloneFlags, child: impl FnMut() -> isize) -> R
     let mut stack = vec![0u8; CHILD_STACK_SIZE];
     // EXERCISE 2: clone the child into the new namespaces. Hint: nix::sched::clone takes the
     // callback (boxed), the stack, the flags, and the signal the kernel sends us when the child
-    // exits: pass Some(Signal::SIGCHLD as i32), or waitpid will not see the child.
+    // exits: pass Some(Signal::SIGCHLD as i32), or waitpid will not see the child. It is an
+    // unsafe fn: write down in a // SAFETY: comment why calling it here is sound.
     // SOLUTION-BEGIN
     // SAFETY: the child runs on its own 1 MiB stack in a copy of our address
     // space; this program is single-threaded, so no lock is held by a thread
