@@ -10,7 +10,10 @@ use assert_cmd::cargo::CommandCargoExt;
 use nix::sys::signal::Signal;
 use predicates::prelude::*;
 use std::process::Command;
-use testkit::{snapshot_settings, Sandbox, DEFAULT_DEADLINE};
+use testkit::process::{process_state, signal_pending};
+use testkit::{
+    run_on_throwaway_host, snapshot_settings, wait_for, Propagation, Sandbox, DEFAULT_DEADLINE,
+};
 
 /// `run ARGS...` of this crate's binary, marked as started by `sandbox`.
 fn run(sandbox: &Sandbox, args: &[&str]) -> Command {
@@ -152,13 +155,8 @@ fn sigkill_from_the_host_gives_137() {
         &["--", "sh", "-c", "echo ready; exec sleep 60"],
     ));
     runtime.wait_for_line("ready");
-    let children = runtime.children();
-    assert_eq!(
-        children.len(),
-        1,
-        "the runtime should have one child, the container's PID 1"
-    );
-    nix::sys::signal::kill(children[0], Signal::SIGKILL).expect("kill -9 the container's PID 1");
+    let pid_1 = runtime.only_child();
+    nix::sys::signal::kill(pid_1, Signal::SIGKILL).expect("kill -9 the container's PID 1");
     let (status, _) = runtime.wait();
     assert_eq!(status.code(), Some(137));
 }
@@ -213,14 +211,19 @@ fn init_reaps_orphans() {
         .stdout("reaped\n");
 }
 
-const TRAP_SCRIPT: &str =
-    r#"trap 'echo got TERM; exit 42' TERM; echo ready; while :; do sleep 0.1; done"#;
+/// Traps SIGUSR1 and SIGTERM, says which arrived, and exits 42 on SIGTERM.
+const TRAP_SCRIPT: &str = r#"trap 'echo got USR1' USR1
+trap 'echo got TERM; exit 42' TERM
+echo ready
+while :; do sleep 0.1; done"#;
 
-fn assert_sigterm_reaches_the_command(options: &[&str]) {
+fn assert_signals_reach_the_command(options: &[&str]) {
     let sandbox = Sandbox::new();
     let args = [options, &["--", "sh", "-c", TRAP_SCRIPT]].concat();
     let mut runtime = sandbox.spawn(run(&sandbox, &args));
     runtime.wait_for_line("ready");
+    runtime.signal(Signal::SIGUSR1);
+    runtime.wait_for_line("got USR1");
     runtime.signal(Signal::SIGTERM);
     let (status, lines) = runtime.wait();
     assert_eq!(lines.last().map(String::as_str), Some("got TERM"));
@@ -228,29 +231,97 @@ fn assert_sigterm_reaches_the_command(options: &[&str]) {
 }
 
 #[test]
-fn sigterm_to_the_runtime_reaches_the_command_under_init() {
-    assert_sigterm_reaches_the_command(&["--init"]);
+fn signals_to_the_runtime_reach_the_command_under_init() {
+    assert_signals_reach_the_command(&["--init"]);
 }
 
 #[test]
-fn sigterm_to_the_runtime_reaches_the_command_as_pid_1() {
-    assert_sigterm_reaches_the_command(&[]);
+fn signals_to_the_runtime_reach_the_command_as_pid_1() {
+    assert_signals_reach_the_command(&[]);
+}
+
+#[test]
+fn a_stopped_container_gets_its_signals_once_it_continues() {
+    // A stopped child also raises SIGCHLD. A supervisor that then blocks in
+    // waitpid (instead of WNOHANG) stops forwarding signals until the child
+    // exits, which a stopped child never does.
+    let sandbox = Sandbox::new();
+    let mut runtime = sandbox.spawn(run(&sandbox, &["--", "sh", "-c", TRAP_SCRIPT]));
+    runtime.wait_for_line("ready");
+    let pid_1 = runtime.only_child();
+    nix::sys::signal::kill(pid_1, Signal::SIGSTOP).expect("kill -STOP the container's PID 1");
+    wait_for("the container to stop", DEFAULT_DEADLINE, || {
+        (process_state(pid_1) == Some('T')).then_some(())
+    });
+    runtime.signal(Signal::SIGTERM);
+    let forwarded = wait_for(
+        "SIGTERM to reach the stopped container",
+        DEFAULT_DEADLINE,
+        || match (signal_pending(pid_1, Signal::SIGTERM), process_state(pid_1)) {
+            (true, _) => Some(true),
+            (false, None) => Some(false),
+            (false, Some(_)) => None,
+        },
+    );
+    assert!(
+        forwarded,
+        "the container died before SIGTERM reached it: {}",
+        runtime.stderr()
+    );
+    nix::sys::signal::kill(pid_1, Signal::SIGCONT).expect("kill -CONT the container's PID 1");
+    let (status, lines) = runtime.wait();
+    assert_eq!(lines.last().map(String::as_str), Some("got TERM"));
+    assert_eq!(status.code(), Some(42));
+}
+
+#[test]
+fn the_command_starts_with_default_sigpipe_and_no_stray_descriptors() {
+    // Rust ignores SIGPIPE, and an ignored signal survives exec: `yes` would
+    // then complain about a broken pipe instead of dying quietly. A descriptor
+    // the runtime inherited (here fd 7, the host's /) must not reach the command.
+    let sandbox = Sandbox::new();
+    assert_run(&sandbox, &["--", "sh", "-c", "yes | head -1"])
+        .success()
+        .stdout("y\n")
+        .stderr("");
+    let runtime = assert_cmd::cargo::cargo_bin(env!("CARGO_PKG_NAME"));
+    for options in [&[][..], &["--init"]] {
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", r#"exec 7< /; exec "$@""#, "sh"])
+            .arg(&runtime)
+            .arg("run")
+            .args(options)
+            .args(["--", "sh", "-c", "ls /proc/$$/fd"]);
+        sandbox.mark(&mut command);
+        assert_cmd::Command::from_std(command)
+            .timeout(DEFAULT_DEADLINE)
+            .assert()
+            .success()
+            .stdout("0\n1\n2\n");
+    }
 }
 
 #[test]
 fn the_host_mount_table_is_unchanged() {
     let sandbox = Sandbox::new();
-    let before = testkit::mount_table();
-    assert_run(&sandbox, &["--", "true"]).success();
-    assert_run(&sandbox, &["--init", "--", "true"]).success();
-    assert_eq!(testkit::mount_table(), before);
+    for options in [&["--"][..], &["--init", "--"]] {
+        let container = run(&sandbox, &[options, &["true"]].concat());
+        let output = run_on_throwaway_host(&sandbox, Propagation::Private, &container);
+        assert!(output.status.success(), "{output:?}");
+    }
 }
 
 #[test]
 fn the_proc_mount_does_not_leak_when_the_hosts_root_is_shared() {
     // On systemd hosts `/` is a shared mount: without MS_PRIVATE the new
-    // /proc would propagate back. Recreate that here in a throwaway namespace.
+    // /proc would propagate back. This machine's `/` may be private, which
+    // would hide the bug: recreate a shared one in a throwaway namespace.
     let sandbox = Sandbox::new();
-    let output = testkit::run_with_shared_root(&sandbox, &run(&sandbox, &["--", "true"]));
+    let output = run_on_throwaway_host(
+        &sandbox,
+        Propagation::Shared,
+        &run(&sandbox, &["--", "true"]),
+    );
     assert!(output.status.success(), "{output:?}");
 }

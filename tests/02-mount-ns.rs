@@ -11,7 +11,10 @@ use predicates::prelude::*;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
-use testkit::{busybox_rootfs, snapshot_settings, Sandbox, DEFAULT_DEADLINE};
+use testkit::{
+    busybox_rootfs, private_busybox_rootfs, run_on_throwaway_host, snapshot_settings, Propagation,
+    Sandbox, DEFAULT_DEADLINE,
+};
 
 /// `run --rootfs ROOTFS ARGS...` of this crate's binary, marked as started by
 /// `sandbox`.
@@ -40,16 +43,20 @@ fn one_line_containing(text: &str) -> impl Predicate<[u8]> {
         .from_utf8()
 }
 
+/// The names in the top directory of the busybox rootfs.
+fn rootfs_entries() -> BTreeSet<String> {
+    std::fs::read_dir(busybox_rootfs())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 #[test]
 fn ls_shows_exactly_the_rootfs_entries() {
     let sandbox = Sandbox::new();
     let listed = assert_run(&sandbox, &["--", "ls", "-1", "/"]).success();
     let inside: BTreeSet<String> = stdout_of(&listed).lines().map(str::to_string).collect();
-    let expected: BTreeSet<String> = std::fs::read_dir(busybox_rootfs())
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(inside, expected);
+    assert_eq!(inside, rootfs_entries());
 }
 
 #[test]
@@ -109,8 +116,18 @@ fn the_mount_table_inside_is_the_containers_own() {
 #[test]
 fn a_tmpfs_mounted_inside_never_reaches_the_host() {
     let sandbox = Sandbox::new();
-    let before = testkit::mount_table();
     let source = format!("tara-tmpfs-{}", std::process::id());
+    let rootfs = busybox_rootfs().to_string_lossy().into_owned();
+    // The host's mounts that could come from this container: its tmpfs, or
+    // anything on the rootfs. (The whole table may change meanwhile for
+    // reasons of its own: a login, an automount.)
+    let ours = || -> Vec<String> {
+        testkit::mount_table()
+            .into_iter()
+            .filter(|line| line.contains(&source) || line.contains(&rootfs))
+            .collect()
+    };
+    let before = ours();
     let script = format!(
         "mount -t tmpfs {source} /tmp || exit 1; trap 'exit 0' TERM; echo mounted; \
          while :; do sleep 0.1; done"
@@ -121,18 +138,18 @@ fn a_tmpfs_mounted_inside_never_reaches_the_host() {
         &["--", "sh", "-c", &script],
     ));
     container.wait_for_line("mounted");
-    let during = testkit::mount_table();
-    assert!(
-        !during.iter().any(|line| line.contains(&source)),
-        "the container's tmpfs shows in the host's mount table"
+    assert_eq!(
+        ours(),
+        before,
+        "the container's mounts show in the host's mount table"
     );
     container.signal(Signal::SIGTERM);
     let (status, _) = container.wait();
     assert_eq!(status.code(), Some(0));
     assert_eq!(
-        testkit::mount_table(),
+        ours(),
         before,
-        "the host's mount table changed"
+        "the container's mounts outlived it on the host"
     );
 }
 
@@ -143,66 +160,91 @@ fn it_works_when_the_hosts_root_is_a_shared_mount() {
     let sandbox = Sandbox::new();
     let script = "mount -t tmpfs scratch /tmp && echo inside";
     let container = run(&sandbox, &busybox_rootfs(), &["--", "sh", "-c", script]);
-    let output = testkit::run_with_shared_root(&sandbox, &container);
+    let output = run_on_throwaway_host(&sandbox, Propagation::Shared, &container);
     assert!(output.status.success(), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "inside\n");
+}
+
+#[test]
+fn the_mount_namespace_itself_is_rooted_in_the_rootfs() {
+    // chroot(2) would pass the tests above: it changes how "/" resolves for
+    // one process, not the root of its mount namespace, and a root process
+    // can climb out. Joining the container's mount namespace from outside
+    // (setns lands in the namespace's root) shows which one the runtime did.
+    let sandbox = Sandbox::new();
+    let script = "trap 'exit 0' TERM; echo ready; while :; do sleep 0.1; done";
+    let mut container = sandbox.spawn(run(
+        &sandbox,
+        &busybox_rootfs(),
+        &["--", "sh", "-c", script],
+    ));
+    container.wait_for_line("ready");
+    let pid_1 = container.only_child().to_string();
+    let listed = assert_cmd::Command::new("nsenter")
+        .args(["--mount", "--target", &pid_1, "--", "/bin/ls", "-1", "/"])
+        .timeout(DEFAULT_DEADLINE)
+        .assert()
+        .success();
+    container.signal(Signal::SIGTERM);
+    assert_eq!(container.wait().0.code(), Some(0));
+    let inside: BTreeSet<String> = stdout_of(&listed).lines().map(str::to_string).collect();
+    assert_eq!(
+        inside,
+        rootfs_entries(),
+        "the namespace's root is not the rootfs"
+    );
 }
 
 #[test]
 fn dev_holds_working_devices_and_no_host_disk() {
     let sandbox = Sandbox::new();
     let script = "echo discarded > /dev/null && head -c 3 /dev/zero | od -An -tx1 | tr -d ' ' \
-                  && head -c 16 /dev/urandom | wc -c && ls /dev";
-    let output = assert_run(&sandbox, &["--", "sh", "-c", script]).success();
-    let stdout = stdout_of(&output);
-    let mut lines = stdout.lines();
-    assert_eq!(lines.next(), Some("000000"), "/dev/zero: {stdout}");
-    assert_eq!(
-        lines.next().map(str::trim),
-        Some("16"),
-        "/dev/urandom: {stdout}"
-    );
-    let dev: BTreeSet<&str> = lines.collect();
-    let expected: BTreeSet<&str> = [
-        "fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty",
-        "urandom", "zero",
-    ]
-    .into();
-    assert_eq!(dev, expected, "/dev must hold exactly the standard devices");
-    // The device the host's root filesystem lives on, e.g. /dev/vda.
-    let host_root_device = testkit::mount_table()
-        .iter()
-        .find(|line| line.split(' ').nth(4) == Some("/"))
-        .and_then(|line| {
-            line.split(" - ")
-                .nth(1)?
-                .split(' ')
-                .nth(1)
-                .map(str::to_string)
-        })
-        .expect("the host's root mount");
-    if let Some(name) = host_root_device.strip_prefix("/dev/") {
-        assert!(
-            !dev.contains(name),
-            "the host's disk {host_root_device} is visible"
-        );
-    }
+                  && head -c 16 /dev/urandom | wc -c";
+    assert_run(&sandbox, &["--", "sh", "-c", script])
+        .success()
+        .stdout(predicate::str::is_match(r"^000000\n\s*16\n$").unwrap());
+    // Name, type, major:minor and mode of everything in /dev: exactly the
+    // standard devices, and so no disk of the host.
+    let listing = "stat -c '%N %F %t:%T %a' /dev/* /dev/pts/ptmx";
+    let output = assert_run(&sandbox, &["--", "sh", "-c", listing]).success();
+    snapshot_settings("02-mount-ns").bind(|| insta::assert_snapshot!("dev", stdout_of(&output)));
 }
 
 #[test]
 fn read_only_makes_writes_to_root_fail_with_erofs() {
     let sandbox = Sandbox::new();
-    let name = format!("tara-written-{}", std::process::id());
-    let script = format!("touch /{name}; echo $?; touch /tmp/{name} && echo tmp writable");
-    assert_run(&sandbox, &["--read-only", "--", "sh", "-c", &script])
-        .success()
-        .stdout("1\ntmp writable\n")
-        .stderr(predicate::str::contains("Read-only file system"));
-    assert!(!busybox_rootfs().join(&name).exists());
-    assert!(
-        !busybox_rootfs().join("tmp").join(&name).exists(),
-        "/tmp must be a tmpfs"
+    // A copy: a wrong implementation must not write into the shared rootfs.
+    let rootfs = private_busybox_rootfs(&sandbox);
+    let script = "touch /written; echo $?; touch /tmp/written && echo tmp writable";
+    assert_cmd::Command::from_std(run(
+        &sandbox,
+        &rootfs,
+        &["--read-only", "--", "sh", "-c", script],
+    ))
+    .timeout(DEFAULT_DEADLINE)
+    .assert()
+    .success()
+    .stdout("1\ntmp writable\n")
+    .stderr(predicate::str::contains("Read-only file system"));
+    assert!(!rootfs.join("written").exists());
+    assert!(!rootfs.join("tmp/written").exists(), "/tmp must be a tmpfs");
+}
+
+#[test]
+fn the_command_gets_the_containers_path() {
+    // The host's PATH names the host's directories; the image has its own.
+    let sandbox = Sandbox::new();
+    let mut command = run(
+        &sandbox,
+        &busybox_rootfs(),
+        &["--", "sh", "-c", "echo $PATH"],
     );
+    command.env("PATH", "/usr/local/bin:/usr/bin");
+    assert_cmd::Command::from_std(command)
+        .timeout(DEFAULT_DEADLINE)
+        .assert()
+        .success()
+        .stdout("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
 }
 
 #[test]

@@ -37,7 +37,7 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
     for solution in crate::verify::step_dirs(&root.join("solutions"))? {
         let name = solution.file_name().unwrap().to_string_lossy().into_owned();
         let target = root.join("steps").join(&name);
-        let expected = generate_crate(&solution, &name)?;
+        let expected = generate_crate(&solution, &name, &Blanks::All)?;
         if check {
             stale.extend(differences(&target, &expected)?);
         } else {
@@ -54,8 +54,62 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
     Ok(())
 }
 
+/// Which exercises a generated crate leaves blank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blanks {
+    /// Every exercise: the student's starter.
+    All,
+    /// Only the exercise with this id ("EXERCISE 3"), the others solved:
+    /// `cargo xtask verify` uses it to check that each exercise is tested.
+    Only(String),
+}
+
+impl Blanks {
+    fn includes(&self, title: &str) -> bool {
+        match self {
+            Blanks::All => true,
+            Blanks::Only(id) => exercise_id(title) == id,
+        }
+    }
+}
+
+/// The exercise ids ("EXERCISE 1", ...) of the solution crate `solutions/NAME`.
+pub fn exercises(root: &Path, name: &str) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for path in list_files(&root.join("solutions").join(name))? {
+        if path.extension().is_some_and(|ext| ext == "rs") {
+            for line in fs::read_to_string(&path)?.lines() {
+                let trimmed = line.trim_start();
+                if trimmed.starts_with(EXERCISE) {
+                    let id = exercise_id(&exercise_title(trimmed)).to_string();
+                    if ids.contains(&id) {
+                        bail!("{id} appears twice in solutions/{name}");
+                    }
+                    ids.push(id);
+                }
+            }
+        }
+    }
+    ids.sort_by_key(|id| {
+        let number = id.trim_start_matches("EXERCISE").trim();
+        (number.parse::<u32>().unwrap_or(u32::MAX), id.clone())
+    });
+    Ok(ids)
+}
+
+/// Writes `steps/NAME` from `solutions/NAME` with `blanks` left blank.
+pub fn write_step(root: &Path, name: &str, blanks: &Blanks) -> Result<()> {
+    let solution = root.join("solutions").join(name);
+    let files = generate_crate(&solution, name, blanks)?;
+    write_crate(&root.join("steps").join(name), &files)
+}
+
 /// The files of the student crate `step-NAME`, by path relative to the crate.
-fn generate_crate(solution: &Path, name: &str) -> Result<BTreeMap<PathBuf, String>> {
+fn generate_crate(
+    solution: &Path,
+    name: &str,
+    blanks: &Blanks,
+) -> Result<BTreeMap<PathBuf, String>> {
     let mut files = BTreeMap::new();
     let rename = |text: &str| rename_crate(text, name);
     for path in list_files(solution)? {
@@ -64,7 +118,8 @@ fn generate_crate(solution: &Path, name: &str) -> Result<BTreeMap<PathBuf, Strin
             fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let generated = match relative.extension().and_then(|e| e.to_str()) {
             Some("rs") => {
-                let starter = blank_out(&text).with_context(|| format!("in {}", path.display()))?;
+                let starter =
+                    blank(&text, blanks).with_context(|| format!("in {}", path.display()))?;
                 rustfmt(&rename(&starter))
                     .with_context(|| format!("formatting {}", path.display()))?
             }
@@ -98,11 +153,13 @@ fn list_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Replaces each marked solution block with a `todo!` naming its exercise.
-pub fn blank_out(source: &str) -> Result<String> {
+/// Replaces the marked solution blocks of the exercises in `blanks` with a
+/// `todo!` naming the exercise; keeps the others.
+fn blank(source: &str, blanks: &Blanks) -> Result<String> {
     let mut output = String::with_capacity(source.len());
     let mut exercise: Option<String> = None;
     let mut in_solution = false;
+    let mut keeping = false;
     for (number, line) in source.lines().enumerate() {
         let trimmed = line.trim_start();
         let indent = &line[..line.len() - trimmed.len()];
@@ -115,6 +172,10 @@ pub fn blank_out(source: &str) -> Result<String> {
                 ),
                 _ => {}
             }
+            if keeping {
+                output.push_str(line);
+                output.push('\n');
+            }
             continue;
         }
         if trimmed.starts_with(EXERCISE) {
@@ -126,8 +187,14 @@ pub fn blank_out(source: &str) -> Result<String> {
                     number + 1
                 );
             };
-            output.push_str(&format!("{indent}todo!(\"{}\")\n", escape(&title)));
             in_solution = true;
+            keeping = !blanks.includes(&title);
+            if keeping {
+                output.push_str(line);
+                output.push('\n');
+            } else {
+                output.push_str(&format!("{indent}todo!(\"{}\")\n", escape(&title)));
+            }
             continue;
         } else if trimmed == END {
             bail!("line {}: SOLUTION-END without SOLUTION-BEGIN", number + 1);
@@ -148,6 +215,11 @@ fn exercise_title(comment: &str) -> String {
     let text = comment.trim_start_matches("//").trim();
     let title = text.split(" Hint:").next().unwrap_or(text);
     title.trim_end_matches('.').to_string()
+}
+
+/// "EXERCISE 3: mount a procfs" → "EXERCISE 3"
+fn exercise_id(title: &str) -> &str {
+    title.split(':').next().unwrap_or(title).trim()
 }
 
 /// Formats generated code the way `cargo fmt` would: renaming the crate can
@@ -262,6 +334,10 @@ fn write_crate(target: &Path, files: &BTreeMap<PathBuf, String>) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn blank_all(source: &str) -> Result<String> {
+        blank(source, &Blanks::All)
+    }
+
     const SOLUTION: &str = r#"fn f() -> u32 {
     let x = 1;
     // EXERCISE 2: add one. Hint: use `+`, or "plus" {really}.
@@ -274,7 +350,7 @@ mod tests {
 
     #[test]
     fn a_block_becomes_a_todo_with_the_exercise_title() {
-        let starter = blank_out(SOLUTION).unwrap();
+        let starter = blank_all(SOLUTION).unwrap();
         assert_eq!(
             starter,
             r#"fn f() -> u32 {
@@ -288,20 +364,32 @@ mod tests {
     }
 
     #[test]
+    fn a_variant_blanks_only_the_chosen_exercise() {
+        let two = format!("{SOLUTION}{}", SOLUTION.replace("EXERCISE 2", "EXERCISE 3"));
+        let variant = blank(&two, &Blanks::Only("EXERCISE 3".into())).unwrap();
+        assert!(!variant.contains("todo!(\"EXERCISE 2"), "{variant}");
+        assert!(
+            variant.contains("todo!(\"EXERCISE 3: add one\")"),
+            "{variant}"
+        );
+        assert_eq!(variant.matches("x + 1").count(), 1, "{variant}");
+    }
+
+    #[test]
     fn titles_are_escaped_for_the_format_string() {
         assert_eq!(escape(r#"a "b" {c}"#), r#"a \"b\" {{c}}"#);
     }
 
     #[test]
     fn a_block_needs_its_exercise() {
-        let error = blank_out("// SOLUTION-BEGIN\nx\n// SOLUTION-END\n").unwrap_err();
+        let error = blank_all("// SOLUTION-BEGIN\nx\n// SOLUTION-END\n").unwrap_err();
         assert!(error.to_string().contains("without an EXERCISE"));
     }
 
     #[test]
     fn an_unclosed_block_is_an_error() {
-        assert!(blank_out("// EXERCISE 1: x\n// SOLUTION-BEGIN\nx\n").is_err());
-        assert!(blank_out("// SOLUTION-END\n").is_err());
+        assert!(blank_all("// EXERCISE 1: x\n// SOLUTION-BEGIN\nx\n").is_err());
+        assert!(blank_all("// SOLUTION-END\n").is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! fails on the unsolved starter. A test that passes on `todo!()` does not
 //! test the student's work, so it makes this command fail.
 
+use crate::steps::{self, Blanks};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -53,6 +54,7 @@ pub fn run(root: &Path, only: &[String]) -> Result<usize> {
         let solution = acceptance_outcomes(root, &format!("solution-{step}"))?;
         let starter = acceptance_outcomes(root, &format!("step-{step}"))?;
         bad += print_table(&step, &solution, &starter);
+        bad += check_each_exercise_is_tested(root, &step)?;
         verified += 1;
         tests += solution.len();
     }
@@ -113,6 +115,57 @@ fn print_table(
         bad += 1;
     }
     bad
+}
+
+/// "Fails on the starter" proves little on its own: the first blank may
+/// make every test fail. So, for each exercise, build the step with only that
+/// exercise blank (the others solved) and require at least one acceptance
+/// test to fail. Returns how many exercises no test notices.
+fn check_each_exercise_is_tested(root: &Path, step: &str) -> Result<usize> {
+    let exercises = steps::exercises(root, step)?;
+    // steps/ is rewritten for each variant: put the starter back whatever happens.
+    let _restore = RestoreStarter { root, step };
+    println!(
+        "  {:12}  tests that fail when only this exercise is blank",
+        "exercise"
+    );
+    let mut untested = 0;
+    for exercise in exercises {
+        steps::write_step(root, step, &Blanks::Only(exercise.clone()))?;
+        let outcomes = acceptance_outcomes(root, &format!("step-{step}"))?;
+        let failing: Vec<&str> = outcomes
+            .iter()
+            .filter(|(_, outcome)| **outcome == Outcome::Failed)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let verdict = match failing.len() {
+            0 => {
+                untested += 1;
+                "BAD: no test notices this exercise is missing".to_string()
+            }
+            all if all == outcomes.len() => format!("all {all} tests fail"),
+            some => format!("{some}: {}", failing.join(", ")),
+        };
+        println!("  {exercise:12}  {verdict}");
+    }
+    Ok(untested)
+}
+
+/// Regenerates the student's starter when dropped.
+struct RestoreStarter<'a> {
+    root: &'a Path,
+    step: &'a str,
+}
+
+impl Drop for RestoreStarter<'_> {
+    fn drop(&mut self) {
+        if let Err(error) = steps::write_step(self.root, self.step, &Blanks::All) {
+            eprintln!(
+                "xtask: could not restore steps/{}: {error:#}; run `cargo xtask steps`",
+                self.step
+            );
+        }
+    }
 }
 
 /// The unit tests that come with a starter must pass on it: they test the

@@ -5,6 +5,7 @@ use crate::exit_status::RUNTIME_ERROR;
 use crate::{exec, init, signals, Hooks, Spec};
 use anyhow::{bail, Context, Result};
 use nix::fcntl::OFlag;
+use nix::libc;
 use nix::sys::prctl;
 use nix::sys::signal::Signal;
 use nix::unistd::{pipe2, read, sethostname, write};
@@ -90,14 +91,34 @@ fn prepare(spec: &Spec, hooks: &dyn Hooks, sync: &SyncPipe) -> Result<()> {
     Ok(())
 }
 
-/// Restores the signal mask and execs `command`; returns (and reports) only
-/// on failure, with the exit code a shell would use.
+/// Execs `command` in a clean process state; returns (and reports) only on
+/// failure, with the exit code a shell would use.
 pub fn run_command(command: &[String]) -> i32 {
-    if let Err(error) = signals::unblock_supervised_signals() {
+    if let Err(error) = prepare_exec() {
         report(&format!("{error:#}"));
         return RUNTIME_ERROR;
     }
     let failure = exec::exec_command(command);
     report(&failure);
     failure.exit_code()
+}
+
+/// What exec keeps must be what a freshly started command expects: the
+/// normal signal mask, SIGPIPE at its default, and no file descriptor but
+/// stdin, stdout and stderr.
+fn prepare_exec() -> Result<()> {
+    signals::unblock_supervised_signals()?;
+    signals::restore_default_sigpipe()?;
+    close_inherited_descriptors()
+}
+
+/// Marks every descriptor above 2 close-on-exec. Whatever the runtime was
+/// started with (an open directory of the host, a socket) must not reach the
+/// container: a directory descriptor is a path back to the host's files, even
+/// after pivot_root (runc's CVE-2024-21626 was such a leak).
+fn close_inherited_descriptors() -> Result<()> {
+    // SAFETY: close_range only changes flags of this process's descriptors.
+    let result = unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    nix::errno::Errno::result(result).context("close_range(3, ~0, CLOSE_RANGE_CLOEXEC)")?;
+    Ok(())
 }

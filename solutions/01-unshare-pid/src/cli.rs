@@ -6,6 +6,7 @@ use crate::Spec;
 use clap::error::ErrorKind;
 use clap::Parser;
 use std::fmt::Display;
+use std::io::Write;
 
 /// The arguments of `run`, shared by the later steps' binaries.
 #[derive(Debug, Clone, clap::Args)]
@@ -71,9 +72,11 @@ pub fn exit_with(result: anyhow::Result<i32>) -> ! {
     }
 }
 
-/// Prints one line on stderr, prefixed with the name of this program.
+/// Prints one line on stderr, prefixed with the name of this program. A
+/// closed stderr is no reason to change the exit code, so errors are ignored
+/// (eprintln! would panic).
 pub fn report(message: &dyn Display) {
-    eprintln!("{}: {message}", program_name());
+    let _ = writeln!(std::io::stderr(), "{}: {message}", program_name());
 }
 
 /// The name this program was started as, for messages.

@@ -7,8 +7,8 @@
 //! private: otherwise, on a host where `/` is a shared mount (any systemd
 //! host), the new `/proc` would propagate back into the host's mount table.
 
-use anyhow::{Context, Result};
-use nix::mount::{mount, MsFlags};
+use anyhow::{bail, Context, Result};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 /// Makes every mount private, then mounts a procfs for the child's PID
 /// namespace over `/proc`. Must run inside the new mount namespace.
@@ -39,3 +39,70 @@ pub fn mount_private_proc() -> Result<()> {
     // SOLUTION-END
 }
 // ANCHOR_END: private_proc
+
+/// A safety net behind the exercise: fails, naming them, if any mount of
+/// this namespace is still shared. Everything mounted under a shared mount
+/// also appears in the host's mount namespace.
+pub fn refuse_shared_mounts() -> Result<()> {
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let shared = shared_mount_points(&mountinfo);
+    if let Some(first) = shared.first() {
+        bail!(
+            "{} mounts ({first}, ...) are still shared with the host: make them private first \
+             (MS_REC | MS_PRIVATE on /)",
+            shared.len()
+        );
+    }
+    Ok(())
+}
+
+/// The mount points whose optional fields (between the mount options and
+/// the lone "-") contain a `shared:N` peer group tag.
+fn shared_mount_points(mountinfo: &str) -> Vec<&str> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let optional = fields.get(6..)?.iter().take_while(|field| **field != "-");
+            optional
+                .clone()
+                .any(|field| field.starts_with("shared:"))
+                .then(|| fields[4])
+        })
+        .collect()
+}
+
+/// Step 01's filesystem setup with its safety net: if the mounts were left
+/// shared, the new /proc went to the host too; unmounting it here propagates
+/// the same way and takes it back.
+pub fn mount_private_proc_safely() -> Result<()> {
+    mount_private_proc()?;
+    refuse_shared_mounts().inspect_err(|_| {
+        let _ = umount2("/proc", MntFlags::MNT_DETACH);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+22 27 0:21 / /proc rw,relatime shared:5 - proc proc rw
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+31 27 0:28 / /sys/fs/cgroup rw,relatime master:3 - tmpfs tmpfs rw
+32 31 0:29 / /mnt rw shared:7 master:2 - tmpfs tmpfs rw
+";
+
+    #[test]
+    fn shared_mounts_are_found_by_their_peer_group_tag() {
+        assert_eq!(shared_mount_points(MOUNTINFO), ["/proc", "/mnt"]);
+    }
+
+    #[test]
+    fn private_and_slave_mounts_are_fine() {
+        for line in MOUNTINFO.lines().skip(1).take(2) {
+            assert!(shared_mount_points(line).is_empty(), "{line}");
+        }
+    }
+}

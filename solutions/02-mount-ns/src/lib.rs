@@ -46,6 +46,9 @@ impl Rootfs {
         let path = path
             .canonicalize()
             .with_context(|| format!("rootfs {}: resolving the path", path.display()))?;
+        if path == Path::new("/") {
+            bail!("rootfs /: the host's own root cannot be a container's root filesystem");
+        }
         Ok(Rootfs { path, read_only })
     }
 
@@ -60,6 +63,9 @@ impl pid::Hooks for Rootfs {
     // ANCHOR: prepare_filesystem
     fn prepare_filesystem(&self) -> Result<()> {
         root::make_mounts_private()?;
+        // A safety net: with shared mounts, the bind mount below would also
+        // appear on the host, and pivot_root would fail anyway.
+        pid::mounts::refuse_shared_mounts()?;
         root::bind_onto_itself(&self.path)?;
         root::switch_root(&self.path)?;
         pseudo_fs::mount_proc()?;
@@ -69,9 +75,23 @@ impl pid::Hooks for Rootfs {
             pseudo_fs::mount_tmp()?;
             root::make_root_read_only()?;
         }
+        set_container_environment();
         Ok(())
     }
     // ANCHOR_END: prepare_filesystem
+}
+
+/// The PATH inside the container: the host's PATH names the host's
+/// directories, meaningless in the image. This is docker's default.
+pub const CONTAINER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The command is looked up with, and inherits, the environment of the child:
+/// give it the container's PATH, and forget the host's working directories.
+fn set_container_environment() {
+    // The child is single-threaded, so changing the environment is sound.
+    std::env::set_var("PATH", CONTAINER_PATH);
+    std::env::remove_var("PWD");
+    std::env::remove_var("OLDPWD");
 }
 
 /// Runs `spec` with `rootfs` as its root filesystem; returns the exit code.
@@ -101,7 +121,13 @@ mod tests {
 
     #[test]
     fn a_directory_is_kept_absolute() {
-        let rootfs = Rootfs::new(Path::new("/"), true).unwrap();
-        assert_eq!(rootfs.path(), Path::new("/"));
+        let rootfs = Rootfs::new(Path::new("/usr/../usr/bin"), true).unwrap();
+        assert_eq!(rootfs.path(), Path::new("/usr/bin"));
+    }
+
+    #[test]
+    fn the_hosts_own_root_is_refused() {
+        let error = Rootfs::new(Path::new("/usr/.."), false).unwrap_err();
+        assert!(error.to_string().contains("host's own root"), "{error}");
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! Each is a fresh mount inside the new root, never a view of the host's:
 //! * `/proc` shows the PID namespace of whoever mounted it: the container's.
-//! * `/sys` is mounted read-only: it holds knobs for the whole machine.
+//! * `/sys` is mounted read-only: it holds knobs for the whole machine. (A
+//!   guard against accidents, not a wall: a process that keeps the
+//!   capability CAP_SYS_ADMIN can remount it, and so can change `/proc/sys`.
+//!   Dropping capabilities comes with the full runtime, in step 06.)
 //! * `/dev` is a small tmpfs holding only the devices every program needs
 //!   (see [`crate::devices`]), not the host's disks.
 
@@ -46,8 +49,9 @@ pub fn mount_sys() -> Result<()> {
 /// /dev/shm.
 // ANCHOR: mount_dev
 pub fn mount_dev() -> Result<()> {
-    // nosuid, but not nodev: /dev holds the device nodes. exec is off too.
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME;
+    // nosuid, but not nodev: /dev holds the device nodes. Not noexec either,
+    // as with docker: some programs map /dev/zero executable.
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
     mount_fs("tmpfs", "/dev", flags, Some("mode=755,size=65536k"))?;
     devices::create_device_nodes(Path::new("/dev"))?;
     // A new devpts instance: the container's terminals are its own, and

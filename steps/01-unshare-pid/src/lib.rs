@@ -75,7 +75,7 @@ pub trait Hooks {
     /// and the command starts. Step 01 mounts a private `/proc`; step 02 pivots
     /// into a root filesystem instead.
     fn prepare_filesystem(&self) -> Result<()> {
-        mounts::mount_private_proc()
+        mounts::mount_private_proc_safely()
     }
 
     /// Runs in the parent once the child exists, while it still waits on the
@@ -96,7 +96,13 @@ impl Hooks for HostFilesystem {}
 pub fn run(spec: &Spec, hooks: &dyn Hooks) -> Result<i32> {
     // Blocked before clone so that no signal can slip in between: the child
     // inherits the mask and unblocks it just before exec.
-    signals::block_supervised_signals()?;
+    let previous_mask = signals::block_supervised_signals()?;
+    let result = start_and_supervise(spec, hooks);
+    signals::restore_signal_mask(&previous_mask)?;
+    result
+}
+
+fn start_and_supervise(spec: &Spec, hooks: &dyn Hooks) -> Result<i32> {
     let sync = child::SyncPipe::new()?;
     let pid = namespaces::spawn_in_namespaces(spec.namespaces, || child::main(spec, hooks, &sync))?;
     let released = namespaces::ensure_isolated(pid, spec.namespaces)

@@ -9,6 +9,7 @@
 
 use anyhow::{Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::statvfs::{statvfs, FsFlags};
 use nix::unistd::{chdir, pivot_root};
 use std::path::Path;
 
@@ -51,13 +52,48 @@ pub fn switch_root(rootfs: &Path) -> Result<()> {
 /// read-only flag, so this changes the container's view only, never the
 /// directory on the host.
 pub fn make_root_read_only() -> Result<()> {
+    // A remount sets *all* the per-mount flags to the ones given: carry over
+    // nosuid, nodev, noexec and the atime mode, or `--read-only` would turn
+    // a nosuid rootfs into one where setuid programs work.
+    let kept = kept_mount_flags(statvfs("/").context("statvfs(/)")?.flags());
     mount(
         NONE,
         "/",
         NONE,
-        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | kept,
         NONE,
     )
     .context("remounting / read-only")?;
     Ok(())
+}
+
+/// The flags of a mounted filesystem (as statvfs reports them) that a
+/// remount must repeat to keep them.
+fn kept_mount_flags(current: FsFlags) -> MsFlags {
+    const KEPT: [(FsFlags, MsFlags); 6] = [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ];
+    KEPT.iter()
+        .filter(|(fs_flag, _)| current.contains(*fs_flag))
+        .fold(MsFlags::empty(), |flags, (_, ms_flag)| flags | *ms_flag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remount_keeps_nosuid_nodev_noexec_and_atime() {
+        let current = FsFlags::ST_NOSUID | FsFlags::ST_NODEV | FsFlags::ST_RELATIME;
+        assert_eq!(
+            kept_mount_flags(current),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_RELATIME
+        );
+        assert_eq!(kept_mount_flags(FsFlags::ST_RDONLY), MsFlags::empty());
+    }
 }

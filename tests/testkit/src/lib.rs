@@ -53,23 +53,29 @@ pub fn require_root() {
 /// Polls `condition` until it returns `Some`, or panics after `deadline`
 /// naming `what` was awaited. Never a bare sleep: a loaded machine only makes
 /// the wait longer, not the test wrong.
-pub fn wait_for<T>(what: &str, deadline: Duration, mut condition: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(what: &str, deadline: Duration, condition: impl FnMut() -> Option<T>) -> T {
+    poll_until(deadline, condition)
+        .unwrap_or_else(|| panic!("timed out after {deadline:?} waiting for {what}"))
+}
+
+/// Polls `condition` until it returns `Some` or `deadline` has passed.
+pub fn poll_until<T>(deadline: Duration, mut condition: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
         if let Some(value) = condition() {
-            return value;
+            return Some(value);
         }
         if start.elapsed() > deadline {
-            panic!("timed out after {deadline:?} waiting for {what}");
+            return None;
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 
-/// The host's mount table as this process sees it, one line per mount,
-/// without the mount IDs (which change when anything is remounted).
+/// The host's mount table as this process sees it: the lines of
+/// /proc/self/mountinfo.
 pub fn mount_table() -> Vec<String> {
     std::fs::read_to_string("/proc/self/mountinfo")
         .expect("reading /proc/self/mountinfo")
@@ -78,33 +84,52 @@ pub fn mount_table() -> Vec<String> {
         .collect()
 }
 
-/// Runs `command` in a new mount namespace whose mounts are all *shared*,
-/// as they are on every systemd host (systemd makes `/` shared at boot), and
-/// fails the test if the namespace's mount table changed by the time the
-/// command exited. A runtime that forgets to make its mounts private leaks
-/// them into such a namespace, and pivot_root refuses to work in it; this
-/// machine's own `/` may well be private, which would hide both bugs.
-/// Returns the command's output, with a deadline.
-pub fn run_with_shared_root(
+/// How the mounts of a throwaway mount namespace propagate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// Every mount private: a host like this test machine.
+    Private,
+    /// Every mount shared, as on every systemd host (systemd makes `/`
+    /// shared at boot). A runtime that forgets to make its mounts private
+    /// leaks them there, and pivot_root refuses to work.
+    Shared,
+}
+
+/// Runs `command` as if on a host whose mounts propagate as `propagation`
+/// says, and fails the test if that host's mount table changed by the time
+/// the command exited. Returns the command's output (run with a deadline).
+///
+/// The "host" is a throwaway mount namespace, cut from the real one first
+/// (`--propagation private`), so nothing can leak into the machine's own
+/// mount table, and nothing the machine mounts meanwhile disturbs the test.
+pub fn run_on_throwaway_host(
     sandbox: &Sandbox,
+    propagation: Propagation,
     command: &std::process::Command,
 ) -> std::process::Output {
+    let make_shared = match propagation {
+        Propagation::Private => "",
+        Propagation::Shared => "mount --make-rshared / || exit 125",
+    };
     // $0 is the scratch directory, "$@" the command.
-    let script = r#"cat /proc/self/mountinfo > "$0/before"
+    let script = format!(
+        r#"{make_shared}
+cat /proc/self/mountinfo > "$0/before"
 "$@"
 code=$?
 cat /proc/self/mountinfo > "$0/after"
-exit $code"#;
+exit $code"#
+    );
     let mut wrapped = std::process::Command::new("unshare");
     wrapped
         .args([
             "--mount",
             "--propagation",
-            "shared",
+            "private",
             "--",
             "sh",
             "-c",
-            script,
+            &script,
         ])
         .arg(sandbox.path())
         .arg(command.get_program())
@@ -122,10 +147,15 @@ exit $code"#;
         .expect("running unshare");
     let before = std::fs::read_to_string(sandbox.join("before")).expect("the mount table before");
     let after = std::fs::read_to_string(sandbox.join("after")).expect("the mount table after");
-    assert!(
-        before.contains("shared:"),
-        "the namespace should have shared mounts:\n{before}"
+    if propagation == Propagation::Shared {
+        assert!(
+            before.contains("shared:"),
+            "the namespace should have shared mounts:\n{before}"
+        );
+    }
+    assert_eq!(
+        after, before,
+        "a mount of the container reached the host's mount table"
     );
-    assert_eq!(after, before, "a mount propagated out of the container");
     output
 }

@@ -1,10 +1,12 @@
 //! Processes a test starts and must not lose.
 
+use crate::poll_until;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ExitStatus};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a test waits for anything before it fails: generous, because a
@@ -12,18 +14,19 @@ use std::time::{Duration, Instant};
 /// their condition holds.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
 
-/// A child process whose stdout is read line by line in the background.
-/// Dropping it kills the process (by its PID, which this test started) and
-/// reaps it.
+/// A child process whose stdout is read line by line in the background, and
+/// whose stderr is collected for failure messages. Dropping it kills the
+/// process (by its PID, which this test started) and reaps it.
 #[derive(Debug)]
 pub struct Running {
     child: Child,
     lines: Receiver<String>,
     seen: Vec<String>,
+    stderr: Arc<Mutex<String>>,
 }
 
 impl Running {
-    /// Takes over a child spawned with `stdout(Stdio::piped())`.
+    /// Takes over a child spawned with stdout and stderr piped.
     pub fn new(mut child: Child) -> Self {
         let stdout = child
             .stdout
@@ -37,16 +40,33 @@ impl Running {
                 }
             }
         });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        if let Some(mut pipe) = child.stderr.take() {
+            let collected = Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(read @ 1..) = pipe.read(&mut chunk) {
+                    let text = String::from_utf8_lossy(&chunk[..read]);
+                    collected.lock().unwrap().push_str(&text);
+                }
+            });
+        }
         Running {
             child,
             lines,
             seen: Vec::new(),
+            stderr,
         }
     }
 
     /// The PID of the process, as the host sees it.
     pub fn pid(&self) -> Pid {
         Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// What the process has written on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
     }
 
     /// Waits until the process prints `expected` as a whole line.
@@ -58,14 +78,17 @@ impl Running {
                 Ok(line) if line == expected => return self.seen.push(line),
                 Ok(line) => self.seen.push(line),
                 Err(RecvTimeoutError::Timeout) => panic!(
-                    "timed out waiting for the line {expected:?}; the process printed {:?}",
-                    self.seen
+                    "timed out waiting for the line {expected:?}; the process printed {:?}, \
+                     and on stderr {:?}",
+                    self.seen,
+                    self.stderr()
                 ),
                 Err(RecvTimeoutError::Disconnected) => panic!(
-                    "the process closed its stdout before printing {expected:?}; it printed {:?} \
-                     and exited with {:?}",
+                    "the process closed its stdout before printing {expected:?}; it printed {:?}, \
+                     exited with {:?} and wrote on stderr {:?}",
                     self.seen,
-                    self.child.try_wait()
+                    self.child.wait(),
+                    self.stderr()
                 ),
             }
         }
@@ -79,18 +102,16 @@ impl Running {
     /// Waits for the process to exit and returns its status and everything
     /// it printed on stdout.
     pub fn wait(&mut self) -> (ExitStatus, Vec<String>) {
-        let deadline = Instant::now() + DEFAULT_DEADLINE;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("waitpid") {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the process {} did not exit within {DEFAULT_DEADLINE:?}",
-                self.pid()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = poll_until(DEFAULT_DEADLINE, || self.child.try_wait().expect("waitpid"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "the process {} did not exit within {DEFAULT_DEADLINE:?}; it printed {:?}, \
+                     and on stderr {:?}",
+                    self.pid(),
+                    self.seen,
+                    self.stderr()
+                )
+            });
         // The pipe closes when the last holder exits; the reader thread then
         // disconnects the channel.
         while let Ok(line) = self.lines.recv_timeout(DEFAULT_DEADLINE) {
@@ -102,6 +123,16 @@ impl Running {
     /// The PIDs of this process's children, from /proc (CONFIG_PROC_CHILDREN).
     pub fn children(&self) -> Vec<Pid> {
         children_of(self.pid())
+    }
+
+    /// The one child of this process, once it exists: for a runtime, the
+    /// container's PID 1 as the host sees it.
+    pub fn only_child(&self) -> Pid {
+        let children = crate::wait_for("the process to have a child", DEFAULT_DEADLINE, || {
+            Some(self.children()).filter(|children| !children.is_empty())
+        });
+        assert_eq!(children.len(), 1, "expected one child, found {children:?}");
+        children[0]
     }
 }
 
@@ -116,11 +147,60 @@ pub fn children_of(pid: Pid) -> Vec<Pid> {
         .collect()
 }
 
+/// The state letter of `pid` in /proc/PID/stat (R, S, T, Z, ...), if it exists.
+pub fn process_state(pid: Pid) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+/// Whether `signal` is pending for `pid` (the ShdPnd or SigPnd masks of
+/// /proc/PID/status).
+pub fn signal_pending(pid: Pid, signal: Signal) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let bit = 1u64 << (signal as u32 - 1);
+    status
+        .lines()
+        .filter_map(|line| {
+            line.strip_prefix("ShdPnd:")
+                .or_else(|| line.strip_prefix("SigPnd:"))
+        })
+        .filter_map(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .any(|mask| mask & bit != 0)
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = kill(self.pid(), Signal::SIGKILL);
             let _ = self.child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    #[test]
+    fn a_stopped_process_shows_state_t_and_its_pending_signal() {
+        let child = Command::new("sleep")
+            .arg("60")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let sleeper = Running::new(child);
+        sleeper.signal(Signal::SIGSTOP);
+        crate::wait_for("sleep to stop", DEFAULT_DEADLINE, || {
+            (process_state(sleeper.pid()) == Some('T')).then_some(())
+        });
+        assert!(!signal_pending(sleeper.pid(), Signal::SIGTERM));
+        sleeper.signal(Signal::SIGTERM);
+        crate::wait_for("SIGTERM to be pending", DEFAULT_DEADLINE, || {
+            signal_pending(sleeper.pid(), Signal::SIGTERM).then_some(())
+        });
     }
 }

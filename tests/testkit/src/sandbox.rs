@@ -2,7 +2,7 @@
 //! and a leak check when it is dropped.
 
 use crate::process::Running;
-use crate::{require_root, wait_for};
+use crate::{poll_until, require_root};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -62,13 +62,13 @@ impl Sandbox {
         command.env(MARKER_VARIABLE, &self.marker)
     }
 
-    /// Starts `command` in the background with its stdout captured, its
-    /// stderr passed through, and the sandbox's marker.
+    /// Starts `command` in the background with its stdout and stderr
+    /// captured, and the sandbox's marker.
     pub fn spawn(&self, mut command: Command) -> Running {
         self.mark(&mut command)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {command:?}: {e}"));
@@ -135,11 +135,7 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         // Processes die asynchronously (a PID namespace is torn down after its
         // init exits): give them the deadline, then report and kill them.
-        let settled = std::panic::catch_unwind(|| {
-            wait_for("the sandbox's processes to exit", self.leak_grace, || {
-                self.leaks().is_empty().then_some(())
-            })
-        });
+        let settled = poll_until(self.leak_grace, || self.leaks().is_empty().then_some(()));
         let leaks = self.leaks();
         for pid in self.marked_processes() {
             let _ =
@@ -150,7 +146,7 @@ impl Drop for Sandbox {
                 let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
             }
         }
-        if settled.is_err() && !leaks.is_empty() && !std::thread::panicking() {
+        if settled.is_none() && !leaks.is_empty() && !std::thread::panicking() {
             panic!("the test leaked resources:\n  {}", leaks.join("\n  "));
         }
     }
