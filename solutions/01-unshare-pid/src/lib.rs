@@ -90,6 +90,7 @@ impl Hooks for HostFilesystem {}
 /// Runs `spec` to completion and returns the exit code the runtime should
 /// exit with: the command's own code, or 128+N when a signal N killed it.
 pub fn run(spec: &Spec, hooks: &dyn Hooks) -> Result<i32> {
+    ensure_single_threaded()?;
     // Blocked before clone so that no signal can slip in between: the child
     // inherits the mask and unblocks it just before exec.
     let previous_mask = signals::block_supervised_signals()?;
@@ -110,6 +111,26 @@ fn start_and_supervise(spec: &Spec, hooks: &dyn Hooks) -> Result<i32> {
     }
     let status = signals::supervise(pid).context("waiting for the container")?;
     Ok(exit_status::exit_code(status))
+}
+
+/// clone(2) copies only the calling thread: a lock another thread held at
+/// that moment stays locked forever in the child (malloc's, for one). And
+/// the signal mask we block is per thread: another thread would take the
+/// signals meant for the supervision loop.
+fn ensure_single_threaded() -> Result<()> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let threads = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|count| count.trim().parse::<u32>().ok());
+    match threads {
+        Some(1) => Ok(()),
+        Some(n) => {
+            anyhow::bail!("run() must be called from a single-threaded process ({n} threads)")
+        }
+        None => anyhow::bail!("no Threads: line in /proc/self/status"),
+    }
 }
 
 /// Kills a child that never got the signal to start, and reaps it.
