@@ -118,18 +118,7 @@ fn reap_children(main: Pid) -> Result<Option<WaitStatus>> {
     // exited for one SIGCHLD (pending signals do not queue), so loop on
     // waitpid(None, Some(WaitPidFlag::WNOHANG)): Ok(StillAlive) means "none left for now",
     // Err(Errno::ECHILD) means "no children at all"; remember the status whose pid() is `main`.
-    // SOLUTION-BEGIN
-    let mut main_status = None;
-    loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return Ok(main_status),
-            Ok(status) if status.pid() == Some(main) => main_status = Some(status),
-            Ok(_orphan) => {}
-            Err(Errno::EINTR) => {}
-            Err(errno) => return Err(errno).context("waitpid(-1, WNOHANG)"),
-        }
-    }
-    // SOLUTION-END
+    todo!("EXERCISE 4: reap every exited child without blocking")
 }
 // ANCHOR_END: reap
 
@@ -138,12 +127,7 @@ fn reap_children(main: Pid) -> Result<Option<WaitStatus>> {
 fn forward(signal: Signal, main: Pid) -> Result<()> {
     // EXERCISE 5: send `signal` to `main`. Hint: nix::sys::signal::kill. If `main` has just
     // exited (ESRCH), that is not an error: its SIGCHLD is on the way.
-    // SOLUTION-BEGIN
-    match kill(main, signal) {
-        Ok(()) | Err(Errno::ESRCH) => Ok(()),
-        Err(errno) => Err(errno).with_context(|| format!("forwarding {signal} to PID {main}")),
-    }
-    // SOLUTION-END
+    todo!("EXERCISE 5: send `signal` to `main`")
 }
 // ANCHOR_END: forward
 
