@@ -51,8 +51,8 @@ pub fn run(root: &Path, only: &[String]) -> Result<usize> {
             continue;
         }
         check_starter_unit_tests(root, &format!("step-{step}"))?;
-        let solution = acceptance_outcomes(root, &format!("solution-{step}"))?;
-        let starter = acceptance_outcomes(root, &format!("step-{step}"))?;
+        let solution = acceptance_outcomes(root, &format!("solution-{step}"), None)?;
+        let starter = acceptance_outcomes(root, &format!("step-{step}"), None)?;
         bad += print_table(&step, &solution, &starter);
         bad += check_each_exercise_is_tested(root, &step)?;
         verified += 1;
@@ -123,16 +123,19 @@ fn print_table(
 /// test to fail. Returns how many exercises no test notices.
 fn check_each_exercise_is_tested(root: &Path, step: &str) -> Result<usize> {
     let exercises = steps::exercises(root, step)?;
-    // steps/ is rewritten for each variant: put the starter back whatever happens.
-    let _restore = RestoreStarter { root, step };
+    let scratch = ScratchWorkspace::create(root)?;
     println!(
         "  {:12}  tests that fail when only this exercise is blank",
         "exercise"
     );
     let mut untested = 0;
     for exercise in exercises {
-        steps::write_step(root, step, &Blanks::Only(exercise.clone()))?;
-        let outcomes = acceptance_outcomes(root, &format!("step-{step}"))?;
+        steps::write_step(&scratch.root, step, &Blanks::Only(exercise.clone()))?;
+        let outcomes = acceptance_outcomes(
+            &scratch.root,
+            &format!("step-{step}"),
+            Some(&scratch.target),
+        )?;
         let failing: Vec<&str> = outcomes
             .iter()
             .filter(|(_, outcome)| **outcome == Outcome::Failed)
@@ -151,21 +154,66 @@ fn check_each_exercise_is_tested(root: &Path, step: &str) -> Result<usize> {
     Ok(untested)
 }
 
-/// Regenerates the student's starter when dropped.
-struct RestoreStarter<'a> {
-    root: &'a Path,
-    step: &'a str,
+/// A copy of the workspace's sources with a target directory of its own,
+/// where the exercise variants are built: the real steps/ and target/ are
+/// never touched (a variant's binary must not replace the starter's).
+struct ScratchWorkspace {
+    root: PathBuf,
+    target: PathBuf,
 }
 
-impl Drop for RestoreStarter<'_> {
-    fn drop(&mut self) {
-        if let Err(error) = steps::write_step(self.root, self.step, &Blanks::All) {
-            eprintln!(
-                "xtask: could not restore steps/{}: {error:#}; run `cargo xtask steps`",
-                self.step
-            );
+impl ScratchWorkspace {
+    /// What a build and the acceptance tests need.
+    const ENTRIES: [&'static str; 7] = [
+        ".cargo",
+        "Cargo.toml",
+        "Cargo.lock",
+        "solutions",
+        "steps",
+        "tests",
+        "xtask",
+    ];
+
+    fn create(root: &Path) -> Result<Self> {
+        let base = target_dir(root).join("xtask-verify");
+        let copy = base.join("workspace");
+        if copy.exists() {
+            std::fs::remove_dir_all(&copy)
+                .with_context(|| format!("removing {}", copy.display()))?;
         }
+        for entry in Self::ENTRIES {
+            copy_tree(&root.join(entry), &copy.join(entry))?;
+        }
+        Ok(ScratchWorkspace {
+            root: copy,
+            target: base.join("target"),
+        })
     }
+}
+
+/// The workspace's target directory: CARGO_TARGET_DIR (the VM sets it) or
+/// target/.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// Copies a file, or a directory without its `target/` folders.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    if from.is_dir() {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let path = entry?.path();
+            if path.file_name().is_some_and(|name| name != "target") {
+                copy_tree(&path, &to.join(path.file_name().unwrap()))?;
+            }
+        }
+    } else {
+        std::fs::copy(from, to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    }
+    Ok(())
 }
 
 /// The unit tests that come with a starter must pass on it: they test the
@@ -191,9 +239,17 @@ fn check_starter_unit_tests(root: &Path, package: &str) -> Result<()> {
 
 /// Runs the acceptance tests of `package` and parses libtest's lines
 /// `test NAME ... ok|FAILED|ignored`.
-fn acceptance_outcomes(root: &Path, package: &str) -> Result<BTreeMap<String, Outcome>> {
+fn acceptance_outcomes(
+    root: &Path,
+    package: &str,
+    target: Option<&Path>,
+) -> Result<BTreeMap<String, Outcome>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(&cargo)
+    let mut command = Command::new(&cargo);
+    if let Some(target) = target {
+        command.env("CARGO_TARGET_DIR", target);
+    }
+    let output = command
         .args([
             "test",
             "--package",
