@@ -231,6 +231,50 @@ fn read_only_makes_writes_to_root_fail_with_erofs() {
 }
 
 #[test]
+fn read_only_keeps_the_rootfs_mount_options() {
+    // A remount sets *every* per-mount flag to the ones it is given: a
+    // runtime that passes only MS_RDONLY turns a nosuid, nodev image into
+    // one where setuid programs and device files work.
+    let sandbox = Sandbox::new();
+    let image = sandbox.join("image");
+    std::fs::create_dir(&image).unwrap();
+    let script = r#"mount -t tmpfs -o nosuid,nodev image "$0" && cp -a "$1" "$0/rootfs" &&
+exec "$2" run --rootfs "$0/rootfs" --read-only -- grep -E '^[^ ]+ [^ ]+ [^ ]+ [^ ]+ / ' /proc/self/mountinfo"#;
+    let mut command = Command::new("unshare");
+    command
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .arg(&image)
+        .arg(busybox_rootfs())
+        .arg(assert_cmd::cargo::cargo_bin(env!("CARGO_PKG_NAME")));
+    sandbox.mark(&mut command);
+    let output = assert_cmd::Command::from_std(command)
+        .timeout(DEFAULT_DEADLINE)
+        .assert()
+        .success();
+    let root = stdout_of(&output);
+    let options: BTreeSet<&str> = root
+        .split(' ')
+        .nth(5)
+        .unwrap_or_default()
+        .split(',')
+        .collect();
+    for wanted in ["ro", "nosuid", "nodev"] {
+        assert!(
+            options.contains(wanted),
+            "/ inside should be {wanted}: {root}"
+        );
+    }
+}
+
+#[test]
 fn the_command_gets_the_containers_path() {
     // The host's PATH names the host's directories; the image has its own.
     let sandbox = Sandbox::new();

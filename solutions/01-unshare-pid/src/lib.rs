@@ -95,7 +95,7 @@ pub fn run(spec: &Spec, hooks: &dyn Hooks) -> Result<i32> {
     // inherits the mask and unblocks it just before exec.
     let previous_mask = signals::block_supervised_signals()?;
     let result = start_and_supervise(spec, hooks);
-    signals::restore_signal_mask(&previous_mask)?;
+    signals::finish_supervision(&previous_mask)?;
     result
 }
 

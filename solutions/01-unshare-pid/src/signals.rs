@@ -13,7 +13,7 @@ use nix::libc;
 use nix::sys::signal::{kill, signal, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use nix::unistd::{getpgid, getpgrp, getpid, getsid, Pid};
 
 /// The signals a user sends to stop or steer a program; the runtime passes
 /// them on to the container's command. (SIGKILL and SIGSTOP cannot be caught,
@@ -39,8 +39,12 @@ fn supervised_signals() -> SigSet {
 
 /// Blocks the supervised signals: they stay pending until [`supervise`]
 /// takes them. The mask is inherited by clone and fork, and kept by exec.
-/// Returns the mask as it was, for [`restore_signal_mask`].
+/// Returns the mask as it was, for [`finish_supervision`].
 pub fn block_supervised_signals() -> Result<SigSet> {
+    // An *ignored* SIGCHLD (a caller may leave it so) tells the kernel to
+    // reap our children itself, without a SIGCHLD: we would wait forever.
+    // SAFETY: SIG_DFL installs no Rust code as a handler.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) }.context("signal(SIGCHLD, SIG_DFL)")?;
     let mut previous = SigSet::empty();
     nix::sys::signal::sigprocmask(
         SigmaskHow::SIG_BLOCK,
@@ -51,31 +55,40 @@ pub fn block_supervised_signals() -> Result<SigSet> {
     Ok(previous)
 }
 
-/// Puts back a mask saved by [`block_supervised_signals`].
-pub fn restore_signal_mask(previous: &SigSet) -> Result<()> {
+/// Discards the supervised signals still pending (a Ctrl-C just as the
+/// container exited must not kill the runtime before it reports the exit
+/// code and cleans up), then puts back the mask `previous`.
+pub fn finish_supervision(previous: &SigSet) -> Result<()> {
+    let pending = SignalFd::with_flags(
+        &supervised_signals(),
+        SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+    )
+    .context("signalfd(2) to discard pending signals")?;
+    while pending
+        .read_signal()
+        .context("reading the signalfd")?
+        .is_some()
+    {}
     previous
         .thread_set_mask()
         .context("sigprocmask(SIG_SETMASK) restoring the signal mask")
 }
 
-/// Undoes [`block_supervised_signals`]; the command must start with the
-/// normal mask, or it would never see SIGINT or SIGTERM.
-pub fn unblock_supervised_signals() -> Result<()> {
-    supervised_signals()
-        .thread_unblock()
-        .context("sigprocmask(SIG_UNBLOCK) before exec")
-}
-
-/// Gives SIGPIPE back its default action (terminate). Rust programs start
-/// with SIGPIPE *ignored*, and an ignored signal stays ignored across exec:
-/// without this, `yes | head -1` inside the container would complain about a
-/// broken pipe instead of quietly stopping. (std::process::Command resets it
-/// too; we exec by hand.)
-pub fn restore_default_sigpipe() -> Result<()> {
-    // SAFETY: SIG_DFL installs no Rust code as a handler.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }
-        .context("signal(SIGPIPE, SIG_DFL) before exec")?;
-    Ok(())
+/// Gives the command the signal state of a freshly started program: every
+/// signal at its default action and none blocked. Handlers vanish with exec
+/// anyway, but an *ignored* signal stays ignored across exec: Rust programs
+/// ignore SIGPIPE (without this, `yes | head -1` inside the container would
+/// complain about a broken pipe instead of quietly stopping), and a shell
+/// starts background jobs with SIGINT and SIGQUIT ignored.
+pub fn reset_for_exec() -> Result<()> {
+    for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        // SAFETY: SIG_DFL installs no Rust code as a handler.
+        unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }
+            .with_context(|| format!("signal({signal}, SIG_DFL) before exec"))?;
+    }
+    SigSet::empty()
+        .thread_set_mask()
+        .context("sigprocmask(SIG_SETMASK, {}) before exec")
 }
 
 /// Forwards signals to `main` and reaps every child that exits, until `main`
@@ -94,21 +107,29 @@ pub fn supervise(main: Pid) -> Result<WaitStatus> {
             if let Some(status) = reap_children(main)? {
                 return Ok(status);
             }
-        } else if sent_by_a_process(info.ssi_code) {
+        } else if !kernel_already_delivered(signal, info.ssi_code, main) {
             forward(signal, main)?;
         }
     }
 }
-
-/// Whether a signal came from kill(2) and friends rather than from the kernel.
-/// Ctrl-C, Ctrl-\ and a terminal hangup are sent by the kernel to the whole
-/// foreground process group, and the container's processes belong to ours:
-/// they already got it. Passing it on would deliver it twice (and "press
-/// Ctrl-C twice to force quit" would trigger on the first press).
-fn sent_by_a_process(si_code: i32) -> bool {
-    si_code != libc::SI_KERNEL
-}
 // ANCHOR_END: supervise
+
+/// Whether the kernel itself already gave `main` this signal. Ctrl-C and
+/// Ctrl-\ come from the kernel (si_code SI_KERNEL) and go to the terminal's
+/// whole foreground process group, which the container's processes share
+/// with the runtime unless they left it: forwarding would deliver them twice
+/// (and "press Ctrl-C twice to force quit" would fire on the first press).
+/// A terminal hangup, though, goes to the session leader alone.
+fn kernel_already_delivered(signal: Signal, si_code: i32, main: Pid) -> bool {
+    let same_group = getpgid(Some(main)).is_ok_and(|group| group == getpgrp());
+    let session_leader = getsid(None).is_ok_and(|session| session == getpid());
+    delivered_to_whole_group(signal, si_code == libc::SI_KERNEL, session_leader) && same_group
+}
+
+/// The pure rule behind [`kernel_already_delivered`].
+fn delivered_to_whole_group(signal: Signal, from_kernel: bool, session_leader: bool) -> bool {
+    from_kernel && !(signal == Signal::SIGHUP && session_leader)
+}
 
 /// Collects every child that has exited, so that none stays a zombie, and
 /// returns the status of `main` if it was among them.
@@ -152,13 +173,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_signals_from_processes_are_forwarded() {
-        assert!(sent_by_a_process(libc::SI_USER), "kill(2)");
-        assert!(sent_by_a_process(libc::SI_QUEUE), "sigqueue(3)");
-        assert!(sent_by_a_process(libc::SI_TKILL), "tgkill(2)");
-        assert!(
-            !sent_by_a_process(libc::SI_KERNEL),
-            "Ctrl-C from the terminal"
-        );
+    fn signals_sent_with_kill_are_always_forwarded() {
+        assert!(!delivered_to_whole_group(Signal::SIGINT, false, false));
+        assert!(!delivered_to_whole_group(Signal::SIGHUP, false, true));
+    }
+
+    #[test]
+    fn terminal_signals_already_reached_the_process_group() {
+        assert!(delivered_to_whole_group(Signal::SIGINT, true, false));
+        assert!(delivered_to_whole_group(Signal::SIGQUIT, true, true));
+        assert!(delivered_to_whole_group(Signal::SIGHUP, true, false));
+    }
+
+    #[test]
+    fn a_hangup_reaches_only_the_session_leader() {
+        assert!(!delivered_to_whole_group(Signal::SIGHUP, true, true));
     }
 }

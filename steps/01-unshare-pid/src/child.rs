@@ -84,6 +84,7 @@ fn prepare(spec: &Spec, hooks: &dyn Hooks, sync: &SyncPipe) -> Result<()> {
     // to wait for it, forward signals to it or report its exit code.
     prctl::set_pdeathsig(Signal::SIGKILL).context("prctl(PR_SET_PDEATHSIG)")?;
     sync.wait_for_parent()?;
+    close_inherited_descriptors(Closing::Now)?;
     hooks.prepare_filesystem()?;
     if let Some(hostname) = &spec.hostname {
         sethostname(hostname).with_context(|| format!("sethostname({hostname:?})"))?;
@@ -103,22 +104,37 @@ pub fn run_command(command: &[String]) -> i32 {
     failure.exit_code()
 }
 
-/// What exec keeps must be what a freshly started command expects: the
-/// normal signal mask, SIGPIPE at its default, and no file descriptor but
-/// stdin, stdout and stderr.
+/// What exec keeps must be what a freshly started command expects: default
+/// signal actions, an empty signal mask, and no file descriptor but stdin,
+/// stdout and stderr.
 fn prepare_exec() -> Result<()> {
-    signals::unblock_supervised_signals()?;
-    signals::restore_default_sigpipe()?;
-    close_inherited_descriptors()
+    signals::reset_for_exec()?;
+    close_inherited_descriptors(Closing::OnExec)
 }
 
-/// Marks every descriptor above 2 close-on-exec. Whatever the runtime was
-/// started with (an open directory of the host, a socket) must not reach the
-/// container: a directory descriptor is a path back to the host's files, even
-/// after pivot_root (runc's CVE-2024-21626 was such a leak).
-fn close_inherited_descriptors() -> Result<()> {
-    // SAFETY: close_range only changes flags of this process's descriptors.
-    let result = unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
-    nix::errno::Errno::result(result).context("close_range(3, ~0, CLOSE_RANGE_CLOEXEC)")?;
-    Ok(())
+/// When [`close_inherited_descriptors`] closes them.
+#[derive(Debug, Clone, Copy)]
+enum Closing {
+    /// Now: for the child's own use, the sync pipe included.
+    Now,
+    /// At exec (FD_CLOEXEC), for what this process still opens until then.
+    OnExec,
+}
+
+/// Closes every descriptor above 2. Whatever the runtime was started with
+/// (an open directory of the host, a socket) must not reach the container: a
+/// directory descriptor is a path back to the host's files, even after
+/// pivot_root (runc's CVE-2024-21626 was such a leak), and the tiny init,
+/// which never execs, would keep it for the container's whole life.
+fn close_inherited_descriptors(when: Closing) -> Result<()> {
+    let flags = match when {
+        Closing::Now => 0,
+        Closing::OnExec => libc::CLOSE_RANGE_CLOEXEC as i32,
+    };
+    // SAFETY: after the sync pipe, the child uses no descriptor above 2 that
+    // it opened before this call; close_range(2) needs Linux 5.11.
+    let result = unsafe { libc::close_range(3, u32::MAX, flags) };
+    nix::errno::Errno::result(result)
+        .map(drop)
+        .with_context(|| format!("close_range(3, ~0, {when:?}) (Linux 5.11 or later)"))
 }

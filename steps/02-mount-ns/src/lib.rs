@@ -50,8 +50,11 @@ impl Rootfs {
         let path = path
             .canonicalize()
             .with_context(|| format!("rootfs {}: resolving the path", path.display()))?;
-        if path == Path::new("/") {
-            bail!("rootfs /: the host's own root cannot be a container's root filesystem");
+        if is_the_hosts_root(&path)? {
+            bail!(
+                "rootfs {}: the host's own root cannot be a container's root filesystem",
+                path.display()
+            );
         }
         Ok(Rootfs { path, read_only })
     }
@@ -60,6 +63,15 @@ impl Rootfs {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Whether `path` is the host's `/` itself, also through a bind mount: the
+/// same device and inode.
+fn is_the_hosts_root(path: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let host_root = std::fs::metadata("/").context("stat /")?;
+    let candidate = std::fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
+    Ok((candidate.dev(), candidate.ino()) == (host_root.dev(), host_root.ino()))
 }
 
 impl pid::Hooks for Rootfs {

@@ -87,7 +87,7 @@ impl Running {
                     "the process closed its stdout before printing {expected:?}; it printed {:?}, \
                      exited with {:?} and wrote on stderr {:?}",
                     self.seen,
-                    self.child.wait(),
+                    poll_until(DEFAULT_DEADLINE, || self.child.try_wait().ok().flatten()),
                     self.stderr()
                 ),
             }
