@@ -240,17 +240,8 @@ fn read_only_keeps_the_rootfs_mount_options() {
     std::fs::create_dir(&image).unwrap();
     let script = r#"mount -t tmpfs -o nosuid,nodev image "$0" && cp -a "$1" "$0/rootfs" &&
 exec "$2" run --rootfs "$0/rootfs" --read-only -- grep -E '^[^ ]+ [^ ]+ [^ ]+ [^ ]+ / ' /proc/self/mountinfo"#;
-    let mut command = Command::new("unshare");
+    let mut command = testkit::sh_in_throwaway_mount_namespace(script);
     command
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ])
         .arg(&image)
         .arg(busybox_rootfs())
         .arg(assert_cmd::cargo::cargo_bin(env!("CARGO_PKG_NAME")));

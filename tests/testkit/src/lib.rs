@@ -84,6 +84,23 @@ pub fn mount_table() -> Vec<String> {
         .collect()
 }
 
+/// `sh -c SCRIPT` in a new mount namespace cut from the host's (all its
+/// mounts private): whatever the script mounts goes away with it. Add the
+/// script's arguments ($0, $1, ...) to the returned command.
+pub fn sh_in_throwaway_mount_namespace(script: &str) -> std::process::Command {
+    let mut command = std::process::Command::new("unshare");
+    command.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    command
+}
+
 /// How the mounts of a throwaway mount namespace propagate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Propagation {
@@ -120,17 +137,8 @@ code=$?
 cat /proc/self/mountinfo > "$0/after"
 exit $code"#
     );
-    let mut wrapped = std::process::Command::new("unshare");
+    let mut wrapped = sh_in_throwaway_mount_namespace(&script);
     wrapped
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
         .arg(sandbox.path())
         .arg(command.get_program())
         .args(command.get_args());
