@@ -110,14 +110,20 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A cargo command in `root`: the cargo that runs xtask (CARGO), so that a
+/// rustup toolchain override applies to the builds xtask starts too.
+fn cargo_command(root: &Path) -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(root);
+    command
+}
+
 /// Runs cargo with `args` in `root`, failing when it fails.
 fn cargo(root: &Path, args: &[&str]) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
+    let status = cargo_command(root)
         .args(args)
-        .current_dir(root)
         .status()
-        .with_context(|| format!("running {cargo} {}", args.join(" ")))?;
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
     if !status.success() {
         bail!("`cargo {}` failed ({status})", args.join(" "));
     }

@@ -6,7 +6,6 @@ use crate::steps::{self, Blanks};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// How one test ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,10 +227,8 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 /// at the first failing unit test and the student never sees the acceptance
 /// tests.
 fn check_starter_unit_tests(root: &Path, package: &str) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(&cargo)
+    let output = crate::cargo_command(root)
         .args(["test", "--package", package, "--lib", "--bins"])
-        .current_dir(root)
         .output()
         .with_context(|| format!("running the unit tests of {package}"))?;
     if !output.status.success() {
@@ -251,8 +248,7 @@ fn acceptance_outcomes(
     package: &str,
     target: Option<&Path>,
 ) -> Result<BTreeMap<String, Outcome>> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(&cargo);
+    let mut command = crate::cargo_command(root);
     if let Some(target) = target {
         command.env("CARGO_TARGET_DIR", target);
     }
@@ -265,7 +261,6 @@ fn acceptance_outcomes(
             "acceptance",
             "--no-fail-fast",
         ])
-        .current_dir(root)
         .env("INSTA_UPDATE", "no")
         .output()
         .with_context(|| format!("running the acceptance tests of {package}"))?;
