@@ -55,7 +55,10 @@ fn under_init_the_command_is_pid_2() {
 #[test]
 fn ps_lists_only_the_containers_processes() {
     let sandbox = Sandbox::new();
-    let ps = ["ps", "-eo", "pid,ppid,comm"];
+    // Fixed column widths: before Linux 6.14, ps sizes its PID columns from the
+    // global kernel.pid_max (4194304 under systemd, 32768 by default), which
+    // would make the snapshot depend on the host.
+    let ps = ["ps", "-eo", "pid:7,ppid:7,comm"];
     let alone = assert_run(&sandbox, &[&["--"][..], &ps].concat()).success();
     let with_init = assert_run(&sandbox, &[&["--init", "--"][..], &ps].concat()).success();
     snapshot_settings("01-unshare-pid").bind(|| {

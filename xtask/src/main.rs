@@ -1,6 +1,8 @@
 //! Maintainer and instructor tooling: `cargo xtask --help`.
 
 mod book;
+mod docs;
+mod kernel;
 mod scripts;
 mod steps;
 mod verify;
@@ -46,6 +48,30 @@ enum Task {
         #[arg(required = true, value_name = "CARGO-ARGS")]
         cargo_args: Vec<String>,
     },
+    /// Run the solutions' unit and acceptance tests (and testkit's) on other
+    /// kernels under qemu: Debian's 6.1 and 6.12, cgroup v2 only
+    KernelTest {
+        /// Which kernel: 6.1, 6.12 or all
+        #[arg(long, default_value = "all")]
+        kernel: String,
+        /// Boot with the kernel's own defaults instead of doing what systemd
+        /// does at boot (sysctl --system, mount --make-rshared /)
+        #[arg(long)]
+        raw: bool,
+        /// Only these steps (for example 01 or 01-unshare-pid); all by default
+        #[arg(value_name = "STEP")]
+        only: Vec<String>,
+    },
+    /// Build the API docs (the workspace, nix, std's links) and serve them
+    /// on http://localhost:3001, for reading offline
+    Docs {
+        /// Only build them; print where they are
+        #[arg(long)]
+        no_serve: bool,
+        /// The address to serve on (in the VM: 0.0.0.0, forwarded to the host)
+        #[arg(long, default_value = "127.0.0.1:3001")]
+        address: String,
+    },
     /// Everything CI checks: fmt, clippy, scripts, steps --check, tests,
     /// verify, book
     Test,
@@ -60,6 +86,8 @@ fn main() {
         Task::Book => book::build(&root),
         Task::Scripts => scripts::check(&root),
         Task::Vm { cargo_args } => vm::run(&root, &cargo_args).map(|code| std::process::exit(code)),
+        Task::KernelTest { kernel, raw, only } => kernel::run(&root, &kernel, raw, &only),
+        Task::Docs { no_serve, address } => docs::run(&root, !no_serve, &address),
         Task::Test => test_everything(&root),
     };
     if let Err(error) = result {
