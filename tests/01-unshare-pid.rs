@@ -1,19 +1,30 @@
 //! Acceptance tests of step 01-unshare-pid.
 //!
 //! Compiled into both `step-01-unshare-pid` (the student's crate) and
-//! `solution-01-unshare-pid` (the reference): each test drives the crate's own
+//! `solution-01-unshare-pid` (the reference). The first tests call one
+//! exercise's function each, through the crate's library (`lesson`), so that
+//! every exercise solved turns a test green; the others drive the crate's
 //! binary, `run [--init] [--hostname NAME] -- CMD [ARGS...]`, on the real
 //! kernel, as root. `cargo xtask verify` checks that every test passes on the
-//! solution and fails on the unsolved starter.
+//! solution, fails on the unsolved starter, and that solving the exercises in
+//! order turns more tests green at each one.
 
 use assert_cmd::cargo::CommandCargoExt;
+use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
 use predicates::prelude::*;
 use std::process::Command;
 use testkit::process::{process_state, signal_pending};
 use testkit::{
-    run_on_throwaway_host, snapshot_settings, wait_for, Propagation, Sandbox, DEFAULT_DEADLINE,
+    in_child, in_fresh_process, run_on_throwaway_host, run_to_end, share_every_mount_here,
+    shared_mount_points, snapshot_settings, wait_for, Finished, Propagation, Sandbox,
+    DEFAULT_DEADLINE,
 };
+
+// `lesson`: the library of the crate this file is compiled into.
+include!(concat!(env!("CARGO_MANIFEST_DIR"), "/lesson.rs"));
 
 /// `run ARGS...` of this crate's binary, marked as started by `sandbox`.
 fn run(sandbox: &Sandbox, args: &[&str]) -> Command {
@@ -23,11 +34,9 @@ fn run(sandbox: &Sandbox, args: &[&str]) -> Command {
     command
 }
 
-/// Like [`run`], ready for assert_cmd's assertions, with a deadline.
-fn assert_run(sandbox: &Sandbox, args: &[&str]) -> assert_cmd::assert::Assert {
-    assert_cmd::Command::from_std(run(sandbox, args))
-        .timeout(DEFAULT_DEADLINE)
-        .assert()
+/// Like [`run`], run to its end, ready for assert_cmd's assertions.
+fn assert_run(sandbox: &Sandbox, args: &[&str]) -> Finished {
+    run_to_end(run(sandbox, args))
 }
 
 /// The target of `/proc/self/ns/NAME` for the test process itself.
@@ -35,6 +44,153 @@ fn host_namespace(name: &str) -> String {
     let link = std::fs::read_link(format!("/proc/self/ns/{name}")).expect("readlink");
     link.to_string_lossy().into_owned()
 }
+
+// ---------------------------------------------------------------------------
+// One exercise at a time: each of these calls one exercise's function.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn container_namespaces_are_pid_mount_and_uts() {
+    testkit::require_root();
+    let flags = lesson::namespaces::container_namespaces();
+    let expected = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS;
+    assert_eq!(
+        flags, expected,
+        "a container of this step gets new PID, mount and UTS namespaces, and only those"
+    );
+}
+
+#[test]
+fn spawn_in_namespaces_starts_the_child_as_pid_1() {
+    in_fresh_process("spawn_in_namespaces_starts_the_child_as_pid_1", || {
+        let flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS;
+        let host_uts = host_namespace("uts");
+        // Runs in the child: its exit code says what it found.
+        let child = move || {
+            let own_uts = std::fs::read_link("/proc/self/ns/uts").map(|l| l.into_os_string());
+            match (nix::unistd::getpid().as_raw(), own_uts) {
+                (1, Ok(uts)) if uts != *host_uts => 0,
+                (1, _) => 3,
+                _ => 2,
+            }
+        };
+        let pid = lesson::namespaces::spawn_in_namespaces(flags, child)
+            .expect("spawn_in_namespaces returned an error");
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, 0)) => {}
+            Ok(WaitStatus::Exited(_, 2)) => {
+                panic!("the child is not PID 1: was it cloned with the flags given?")
+            }
+            Ok(WaitStatus::Exited(_, 3)) => {
+                panic!("the child still shares the test's UTS namespace: pass the flags to clone")
+            }
+            Err(nix::errno::Errno::ECHILD) => panic!(
+                "waitpid({pid}) found no such child: clone must be told to send SIGCHLD when the \
+                 child exits (its last argument, Some(Signal::SIGCHLD as i32))"
+            ),
+            other => panic!("the child ended with {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn mount_private_proc_shows_the_new_pid_namespace_and_propagates_nothing() {
+    in_fresh_process(
+        "mount_private_proc_shows_the_new_pid_namespace_and_propagates_nothing",
+        || {
+            let flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS;
+            in_child(flags, || {
+                share_every_mount_here()?;
+                lesson::mounts::mount_private_proc().map_err(|e| format!("{e:#}"))?;
+                let shared = shared_mount_points();
+                if !shared.is_empty() {
+                    return Err(format!(
+                        "mounts are still shared: {shared:?} (on a systemd host the new /proc \
+                         would reach the host)"
+                    ));
+                }
+                let mountinfo = testkit::mount_table();
+                let me = std::fs::read_link("/proc/self").map_err(|e| e.to_string())?;
+                if me.as_os_str() != "1" {
+                    return Err(format!(
+                        "/proc shows the host's PID namespace (/proc/self -> {me:?}, not 1)"
+                    ));
+                }
+                let proc_mount = mountinfo
+                    .iter()
+                    .rfind(|line| line.split(' ').nth(4) == Some("/proc"))
+                    .cloned()
+                    .unwrap_or_default();
+                if !["nosuid", "nodev", "noexec"]
+                    .iter()
+                    .all(|flag| proc_mount.split(' ').nth(5).unwrap_or("").contains(flag))
+                {
+                    return Err(format!("/proc lacks nosuid,nodev,noexec: {proc_mount}"));
+                }
+                Ok(())
+            })
+            .unwrap_or_else(|message| panic!("{message}"));
+        },
+    );
+}
+
+#[test]
+fn supervise_reaps_every_child_and_returns_the_mains_status() {
+    in_fresh_process(
+        "supervise_reaps_every_child_and_returns_the_mains_status",
+        || {
+            // In a child of its own: a signal mask is per thread, and a
+            // SIGCHLD would go to another thread of the test binary that
+            // does not block it. A forked child has one thread, as a runtime.
+            in_child(CloneFlags::empty(), reap_three_zombies_and_main)
+                .unwrap_or_else(|message| panic!("{message}"));
+        },
+    );
+}
+
+/// Three children exit first and stay zombies; then `main` exits with 7.
+/// Their SIGCHLDs merge into one pending signal, so supervise must reap
+/// them all at once and return main's status.
+fn reap_three_zombies_and_main() -> Result<(), String> {
+    let previous_mask =
+        lesson::signals::block_supervised_signals().map_err(|e| format!("{e:#}"))?;
+    let others: Vec<Pid> = (0..3).map(|_| fork_exiting_with(0)).collect();
+    for other in &others {
+        wait_for("a child to become a zombie", DEFAULT_DEADLINE, || {
+            (process_state(*other) == Some('Z')).then_some(())
+        });
+    }
+    let main = fork_exiting_with(7);
+    let status = lesson::signals::supervise(main).map_err(|e| format!("{e:#}"))?;
+    if status != WaitStatus::Exited(main, 7) {
+        return Err(format!(
+            "supervise returned {status:?}, not main's Exited({main}, 7)"
+        ));
+    }
+    let left: Vec<Pid> = others
+        .into_iter()
+        .filter(|pid| process_state(*pid).is_some())
+        .collect();
+    if !left.is_empty() {
+        return Err(format!(
+            "children left as zombies: {left:?} (one SIGCHLD can stand for several exits)"
+        ));
+    }
+    lesson::signals::finish_supervision(&previous_mask).map_err(|e| format!("{e:#}"))
+}
+
+/// Forks a child that exits at once with `code`.
+fn fork_exiting_with(code: i32) -> Pid {
+    // SAFETY: the fresh process runs this test alone; the child only exits.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => unsafe { nix::libc::_exit(code) },
+        ForkResult::Parent { child } => child,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The whole runtime: these run the crate's binary.
+// ---------------------------------------------------------------------------
 
 #[test]
 fn the_command_is_pid_1() {
@@ -266,11 +422,9 @@ fn a_stopped_container_gets_its_signals_once_it_continues() {
             (false, Some(_)) => None,
         },
     );
-    assert!(
-        forwarded,
-        "the container died before SIGTERM reached it: {}",
-        runtime.stderr()
-    );
+    if !forwarded {
+        runtime.fail("the container died before SIGTERM reached it");
+    }
     nix::sys::signal::kill(pid_1, Signal::SIGCONT).expect("kill -CONT the container's PID 1");
     let (status, lines) = runtime.wait();
     assert_eq!(lines.last().map(String::as_str), Some("got TERM"));
@@ -280,7 +434,7 @@ fn a_stopped_container_gets_its_signals_once_it_continues() {
 /// Runs this crate's binary through `sh -c PREPARE; exec runtime run ARGS`,
 /// so that the runtime inherits what PREPARE sets up (ignored signals, an
 /// open descriptor).
-fn run_after(sandbox: &Sandbox, prepare: &str, args: &[&str]) -> assert_cmd::assert::Assert {
+fn run_after(sandbox: &Sandbox, prepare: &str, args: &[&str]) -> Finished {
     let mut command = Command::new("sh");
     command
         .args(["-c", &format!(r#"{prepare}; exec "$@""#), "sh"])
@@ -288,9 +442,7 @@ fn run_after(sandbox: &Sandbox, prepare: &str, args: &[&str]) -> assert_cmd::ass
         .arg("run")
         .args(args);
     sandbox.mark(&mut command);
-    assert_cmd::Command::from_std(command)
-        .timeout(DEFAULT_DEADLINE)
-        .assert()
+    run_to_end(command)
 }
 
 #[test]

@@ -1,20 +1,29 @@
 //! Acceptance tests of step 02-mount-ns.
 //!
 //! Compiled into both `step-02-mount-ns` (the student's crate) and
-//! `solution-02-mount-ns` (the reference). Each test drives the crate's own
+//! `solution-02-mount-ns` (the reference). The first tests call one
+//! exercise's function each, through the crate's library (`lesson`), so that
+//! every exercise solved turns a test green; the others drive the crate's
 //! binary, `run --rootfs DIR [--read-only] [--init] [--hostname NAME] -- CMD`,
 //! with testkit's busybox root filesystem, on the real kernel, as root.
 
 use assert_cmd::cargo::CommandCargoExt;
+use nix::mount::{mount, MsFlags};
+use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
+use nix::sys::stat::{major, minor, stat, umask, Mode, SFlag};
 use predicates::prelude::*;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use testkit::{
-    busybox_rootfs, private_busybox_rootfs, run_on_throwaway_host, snapshot_settings, Propagation,
-    Sandbox, DEFAULT_DEADLINE,
+    busybox_rootfs, in_child, in_fresh_process, private_busybox_rootfs, run_on_throwaway_host,
+    run_to_end, share_every_mount_here, shared_mount_points, snapshot_settings, Finished,
+    Propagation, Sandbox,
 };
+
+// `lesson`: the library of the crate this file is compiled into.
+include!(concat!(env!("CARGO_MANIFEST_DIR"), "/lesson.rs"));
 
 /// `run --rootfs ROOTFS ARGS...` of this crate's binary, marked as started by
 /// `sandbox`.
@@ -25,14 +34,13 @@ fn run(sandbox: &Sandbox, rootfs: &Path, args: &[&str]) -> Command {
     command
 }
 
-/// Like [`run`] with the shared busybox rootfs, ready for assertions.
-fn assert_run(sandbox: &Sandbox, args: &[&str]) -> assert_cmd::assert::Assert {
-    assert_cmd::Command::from_std(run(sandbox, &busybox_rootfs(), args))
-        .timeout(DEFAULT_DEADLINE)
-        .assert()
+/// Like [`run`] with the shared busybox rootfs, run to its end, ready for
+/// assertions.
+fn assert_run(sandbox: &Sandbox, args: &[&str]) -> Finished {
+    run_to_end(run(sandbox, &busybox_rootfs(), args))
 }
 
-fn stdout_of(assert: &assert_cmd::assert::Assert) -> String {
+fn stdout_of(assert: &Finished) -> String {
     String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
 }
 
@@ -43,13 +51,173 @@ fn one_line_containing(text: &str) -> impl Predicate<[u8]> {
         .from_utf8()
 }
 
+/// The names in the top directory of `dir`.
+fn entries(dir: &Path) -> Result<BTreeSet<String>, String> {
+    let listing = std::fs::read_dir(dir).map_err(|e| format!("listing {}: {e}", dir.display()))?;
+    Ok(listing
+        .filter_map(|entry| Some(entry.ok()?.file_name().to_string_lossy().into_owned()))
+        .collect())
+}
+
 /// The names in the top directory of the busybox rootfs.
 fn rootfs_entries() -> BTreeSet<String> {
-    std::fs::read_dir(busybox_rootfs())
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+    entries(&busybox_rootfs()).unwrap()
+}
+
+/// An error of the crate's library, as one message.
+fn message(error: anyhow::Error) -> String {
+    format!("{error:#}")
+}
+
+// ---------------------------------------------------------------------------
+// One exercise at a time: each of these calls one exercise's function, in a
+// child process of its own mount namespace, which takes its mounts along
+// when it exits.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn make_mounts_private_leaves_no_mount_shared() {
+    in_fresh_process("make_mounts_private_leaves_no_mount_shared", || {
+        in_child(CloneFlags::CLONE_NEWNS, || {
+            share_every_mount_here()?;
+            lesson::root::make_mounts_private().map_err(message)?;
+            match shared_mount_points() {
+                shared if shared.is_empty() => Ok(()),
+                shared => Err(format!("still shared: {shared:?}")),
+            }
+        })
+        .unwrap_or_else(|message| panic!("{message}"));
+    });
+}
+
+#[test]
+fn bind_onto_itself_makes_the_rootfs_a_mount_point() {
+    in_fresh_process("bind_onto_itself_makes_the_rootfs_a_mount_point", || {
+        let sandbox = Sandbox::new();
+        let rootfs = sandbox.join("rootfs");
+        let below = rootfs.join("mnt");
+        std::fs::create_dir_all(&below).unwrap();
+        in_child(CloneFlags::CLONE_NEWNS, || {
+            cut_from_the_host()?;
+            // Something already mounted below the rootfs must come along.
+            mount(
+                Some("below"),
+                &below,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .map_err(|e| format!("mounting a tmpfs on {}: {e}", below.display()))?;
+            lesson::root::bind_onto_itself(&rootfs).map_err(message)?;
+            let points = mount_points();
+            let count = |path: &Path| points.iter().filter(|p| Path::new(p) == path).count();
+            match (count(&rootfs), count(&below)) {
+                (1, 2) => Ok(()),
+                (0, _) => Err(format!("{} is not a mount point", rootfs.display())),
+                (_, 1) => Err("the tmpfs below the rootfs did not come along: MS_REC".into()),
+                (r, b) => Err(format!("unexpected mounts: rootfs {r}, below it {b}")),
+            }
+        })
+        .unwrap_or_else(|message| panic!("{message}"));
+    });
+}
+
+#[test]
+fn switch_root_makes_the_rootfs_the_root_and_drops_the_old_one() {
+    in_fresh_process(
+        "switch_root_makes_the_rootfs_the_root_and_drops_the_old_one",
+        || {
+            let rootfs = busybox_rootfs();
+            let expected = rootfs_entries();
+            in_child(CloneFlags::CLONE_NEWNS, || {
+                cut_from_the_host()?;
+                mount(
+                    Some(&rootfs),
+                    &rootfs,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|e| format!("bind-mounting the rootfs onto itself: {e}"))?;
+                lesson::root::switch_root(&rootfs).map_err(message)?;
+                let cwd = std::env::current_dir().map_err(|e| format!("getcwd: {e}"))?;
+                if cwd != Path::new("/") {
+                    return Err(format!(
+                        "the working directory is {cwd:?}, not / of the rootfs"
+                    ));
+                }
+                for dir in ["/", "/.."] {
+                    let found = entries(Path::new(dir))?;
+                    if found != expected {
+                        return Err(format!(
+                            "{dir} lists {found:?}, not the rootfs's {expected:?}: is the old \
+                             root still mounted on top?"
+                        ));
+                    }
+                }
+                Ok(())
+            })
+            .unwrap_or_else(|message| panic!("{message}"));
+        },
+    );
+}
+
+#[test]
+fn create_device_nodes_makes_the_six_character_devices() {
+    in_fresh_process(
+        "create_device_nodes_makes_the_six_character_devices",
+        || {
+            let sandbox = Sandbox::new();
+            // The usual umask: it takes the write bits of group and others off
+            // every mode mknod asks for.
+            umask(Mode::from_bits_truncate(0o022));
+            lesson::devices::create_device_nodes(sandbox.path())
+                .unwrap_or_else(|e| panic!("{}", message(e)));
+            let expected = [
+                ("null", 1, 3),
+                ("zero", 1, 5),
+                ("full", 1, 7),
+                ("random", 1, 8),
+                ("urandom", 1, 9),
+                ("tty", 5, 0),
+            ];
+            for (name, want_major, want_minor) in expected {
+                let path = sandbox.join(name);
+                let found = stat(&path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+                let kind = SFlag::from_bits_truncate(found.st_mode) & SFlag::S_IFMT;
+                assert_eq!(kind, SFlag::S_IFCHR, "{name} is not a character device");
+                let numbers = (major(found.st_rdev), minor(found.st_rdev));
+                assert_eq!(numbers, (want_major, want_minor), "major, minor of {name}");
+                assert_eq!(found.st_mode & 0o7777, 0o666, "mode of {name}");
+            }
+        },
+    );
+}
+
+/// In a child's new mount namespace: every mount private, so that nothing
+/// the test mounts can reach the host.
+fn cut_from_the_host() -> Result<(), String> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("mount --make-rprivate /: {e}"))
+}
+
+/// The mount points of this mount namespace.
+fn mount_points() -> Vec<String> {
+    testkit::mount_table()
+        .iter()
+        .filter_map(|line| line.split(' ').nth(4).map(str::to_string))
         .collect()
 }
+
+// ---------------------------------------------------------------------------
+// The whole runtime: these run the crate's binary.
+// ---------------------------------------------------------------------------
 
 #[test]
 fn ls_shows_exactly_the_rootfs_entries() {
@@ -180,11 +348,9 @@ fn the_mount_namespace_itself_is_rooted_in_the_rootfs() {
     ));
     container.wait_for_line("ready");
     let pid_1 = container.only_child().to_string();
-    let listed = assert_cmd::Command::new("nsenter")
-        .args(["--mount", "--target", &pid_1, "--", "/bin/ls", "-1", "/"])
-        .timeout(DEFAULT_DEADLINE)
-        .assert()
-        .success();
+    let mut nsenter = Command::new("nsenter");
+    nsenter.args(["--mount", "--target", &pid_1, "--", "/bin/ls", "-1", "/"]);
+    let listed = run_to_end(nsenter).success();
     container.signal(Signal::SIGTERM);
     assert_eq!(container.wait().0.code(), Some(0));
     let inside: BTreeSet<String> = stdout_of(&listed).lines().map(str::to_string).collect();
@@ -216,13 +382,11 @@ fn read_only_makes_writes_to_root_fail_with_erofs() {
     // A copy: a wrong implementation must not write into the shared rootfs.
     let rootfs = private_busybox_rootfs(&sandbox);
     let script = "touch /written; echo $?; touch /tmp/written && echo tmp writable";
-    assert_cmd::Command::from_std(run(
+    run_to_end(run(
         &sandbox,
         &rootfs,
         &["--read-only", "--", "sh", "-c", script],
     ))
-    .timeout(DEFAULT_DEADLINE)
-    .assert()
     .success()
     .stdout("1\ntmp writable\n")
     .stderr(predicate::str::contains("Read-only file system"));
@@ -246,10 +410,7 @@ exec "$2" run --rootfs "$0/rootfs" --read-only -- grep -E '^[^ ]+ [^ ]+ [^ ]+ [^
         .arg(busybox_rootfs())
         .arg(assert_cmd::cargo::cargo_bin(env!("CARGO_PKG_NAME")));
     sandbox.mark(&mut command);
-    let output = assert_cmd::Command::from_std(command)
-        .timeout(DEFAULT_DEADLINE)
-        .assert()
-        .success();
+    let output = run_to_end(command).success();
     let root = stdout_of(&output);
     let options: BTreeSet<&str> = root
         .split(' ')
@@ -275,9 +436,7 @@ fn the_command_gets_the_containers_path() {
         &["--", "sh", "-c", "echo $PATH"],
     );
     command.env("PATH", "/usr/local/bin:/usr/bin");
-    assert_cmd::Command::from_std(command)
-        .timeout(DEFAULT_DEADLINE)
-        .assert()
+    run_to_end(command)
         .success()
         .stdout("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
 }
@@ -286,16 +445,12 @@ fn the_command_gets_the_containers_path() {
 fn bad_rootfs_and_missing_commands_give_one_line_errors() {
     let sandbox = Sandbox::new();
     let missing = sandbox.join("no-such-rootfs");
-    assert_cmd::Command::from_std(run(&sandbox, &missing, &["--", "true"]))
-        .timeout(DEFAULT_DEADLINE)
-        .assert()
+    run_to_end(run(&sandbox, &missing, &["--", "true"]))
         .code(125)
         .stderr(one_line_containing("no-such-rootfs"));
     let file = sandbox.join("a-file");
     std::fs::write(&file, "").unwrap();
-    assert_cmd::Command::from_std(run(&sandbox, &file, &["--", "true"]))
-        .timeout(DEFAULT_DEADLINE)
-        .assert()
+    run_to_end(run(&sandbox, &file, &["--", "true"]))
         .code(125)
         .stderr(one_line_containing("not a directory"));
     // bash exists on the host, never in the busybox rootfs.

@@ -1,6 +1,8 @@
 //! `cargo xtask verify`: every acceptance test passes on its solution and
-//! fails on the unsolved starter. A test that passes on `todo!()` does not
-//! test the student's work, so it makes this command fail.
+//! fails on the unsolved starter (a test that passes on `todo!()` does not
+//! test the student's work); each exercise left blank alone fails at least
+//! one test; and solving the exercises in order turns more tests green at
+//! every exercise, so that a student sees progress.
 
 use crate::steps::{self, Blanks};
 use anyhow::{bail, Context, Result};
@@ -53,7 +55,10 @@ pub fn run(root: &Path, only: &[String]) -> Result<usize> {
         let solution = acceptance_outcomes(root, &format!("solution-{step}"), None)?;
         let starter = acceptance_outcomes(root, &format!("step-{step}"), None)?;
         bad += print_table(&step, &solution, &starter);
-        bad += check_each_exercise_is_tested(root, &step, &solution)?;
+        let exercises = steps::exercises(root, &step)?;
+        let scratch = ScratchWorkspace::create(root)?;
+        bad += check_each_exercise_is_tested(&scratch, &step, &exercises, &solution)?;
+        bad += check_progress(&scratch, &step, &exercises, &solution)?;
         verified += 1;
         tests += solution.len();
     }
@@ -66,7 +71,10 @@ pub fn run(root: &Path, only: &[String]) -> Result<usize> {
         tests.saturating_sub(bad)
     );
     if bad > 0 {
-        bail!("{bad} acceptance test(s) do not pass on the solution and fail on the starter");
+        bail!(
+            "{bad} problem(s): acceptance tests that do not pass on the solution and fail on the \
+             starter, exercises no test notices, or exercises that turn no new test green"
+        );
     }
     Ok(tests)
 }
@@ -121,24 +129,18 @@ fn print_table(
 /// exercise blank (the others solved) and require at least one acceptance
 /// test to fail. Returns how many exercises no test notices.
 fn check_each_exercise_is_tested(
-    root: &Path,
+    scratch: &ScratchWorkspace,
     step: &str,
+    exercises: &[String],
     solution: &BTreeMap<String, Outcome>,
 ) -> Result<usize> {
-    let exercises = steps::exercises(root, step)?;
-    let scratch = ScratchWorkspace::create(root)?;
     println!(
         "  {:12}  tests that fail when only this exercise is blank",
         "exercise"
     );
     let mut untested = 0;
     for exercise in exercises {
-        steps::write_step(&scratch.root, step, &Blanks::Only(exercise.clone()))?;
-        let outcomes = acceptance_outcomes(
-            &scratch.root,
-            &format!("step-{step}"),
-            Some(&scratch.target),
-        )?;
+        let outcomes = scratch.outcomes(step, &Blanks::These(vec![exercise.clone()]))?;
         let failing: Vec<&str> = outcomes
             .iter()
             // Only a test that passes on the solution can notice anything.
@@ -153,11 +155,67 @@ fn check_each_exercise_is_tested(
                 "BAD: no test notices this exercise is missing".to_string()
             }
             all if all == outcomes.len() => format!("all {all} tests fail"),
-            some => format!("{some}: {}", failing.join(", ")),
+            few @ ..=5 => format!("{few}: {}", failing.join(", ")),
+            many => format!("{many} of {} tests fail", outcomes.len()),
         };
         println!("  {exercise:12}  {verdict}");
     }
     Ok(untested)
+}
+
+/// A student solves the exercises in order and runs the tests after each:
+/// every exercise must turn at least one more test green, or the student
+/// gets no feedback until the last one. Builds the variants with exercises
+/// 1..N solved and the rest blank, prints the count of passing tests after
+/// each exercise, and returns how many exercises turn no new test green.
+fn check_progress(
+    scratch: &ScratchWorkspace,
+    step: &str,
+    exercises: &[String],
+    solution: &BTreeMap<String, Outcome>,
+) -> Result<usize> {
+    let total = passing(solution, solution);
+    let mut counts = Vec::with_capacity(exercises.len());
+    for solved in 1..exercises.len() {
+        let blanks = Blanks::These(exercises[solved..].to_vec());
+        counts.push(passing(&scratch.outcomes(step, &blanks)?, solution));
+    }
+    counts.push(total);
+    println!("  passing tests as the exercises are solved in order:");
+    let stalls = stalled_exercises(&counts);
+    for (index, (exercise, count)) in exercises.iter().zip(&counts).enumerate() {
+        let verdict = if stalls.contains(&index) {
+            "  BAD: no new test turns green"
+        } else {
+            ""
+        };
+        println!("    {exercise} -> {count} of {total}{verdict}");
+    }
+    Ok(stalls.len())
+}
+
+/// How many tests pass in `outcomes` among those that pass on the solution.
+fn passing(outcomes: &BTreeMap<String, Outcome>, solution: &BTreeMap<String, Outcome>) -> usize {
+    outcomes
+        .iter()
+        .filter(|(name, outcome)| {
+            **outcome == Outcome::Passed && solution.get(*name) == Some(&Outcome::Passed)
+        })
+        .count()
+}
+
+/// The indexes of the exercises after which no more tests pass than before
+/// (`counts[i]`: passing tests with exercises 0..=i solved; none pass with
+/// none solved, since every test fails on the starter).
+fn stalled_exercises(counts: &[usize]) -> Vec<usize> {
+    let before = std::iter::once(0).chain(counts.iter().copied());
+    counts
+        .iter()
+        .zip(before)
+        .enumerate()
+        .filter(|(_, (after, before))| after <= &before)
+        .map(|(index, _)| index)
+        .collect()
 }
 
 /// A copy of the workspace's sources with a target directory of its own,
@@ -194,6 +252,12 @@ impl ScratchWorkspace {
             root: copy,
             target: base.join("target"),
         })
+    }
+
+    /// The acceptance tests' outcomes for `step` with `blanks` left blank.
+    fn outcomes(&self, step: &str, blanks: &Blanks) -> Result<BTreeMap<String, Outcome>> {
+        steps::write_step(&self.root, step, blanks)?;
+        acceptance_outcomes(&self.root, &format!("step-{step}"), Some(&self.target))
     }
 }
 
@@ -306,6 +370,20 @@ mod tests {
         assert_eq!(outcomes["b"], Outcome::Failed);
         assert_eq!(outcomes["c"], Outcome::Ignored);
         assert_eq!(outcomes.len(), 3);
+    }
+
+    #[test]
+    fn progress_must_grow_at_every_exercise() {
+        assert!(stalled_exercises(&[1, 2, 3, 19, 22]).is_empty());
+        assert!(stalled_exercises(&[12]).is_empty());
+    }
+
+    #[test]
+    fn an_exercise_that_turns_nothing_green_is_reported() {
+        // A step whose tests all need every exercise: the old step 02.
+        assert_eq!(stalled_exercises(&[0, 0, 0, 12]), [0, 1, 2]);
+        // Exercise 3 adds nothing; exercise 4 makes one test fail again.
+        assert_eq!(stalled_exercises(&[1, 2, 2, 1, 5]), [2, 3]);
     }
 
     #[test]

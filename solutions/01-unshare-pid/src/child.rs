@@ -132,9 +132,14 @@ fn close_inherited_descriptors(when: Closing) -> Result<()> {
         Closing::OnExec => libc::CLOSE_RANGE_CLOEXEC as i32,
     };
     // SAFETY: after the sync pipe, the child uses no descriptor above 2 that
-    // it opened before this call; close_range(2) needs Linux 5.11.
+    // it opened before this call. close_range(2) exists since Linux 5.9; its
+    // CLOSE_RANGE_CLOEXEC flag (Closing::OnExec) since Linux 5.11.
     let result = unsafe { libc::close_range(3, u32::MAX, flags) };
     nix::errno::Errno::result(result)
         .map(drop)
-        .with_context(|| format!("close_range(3, ~0, {when:?}) (Linux 5.11 or later)"))
+        .with_context(|| {
+            format!(
+                "close_range(3, ~0, {when:?}) (Linux 5.9+; OnExec's CLOSE_RANGE_CLOEXEC: 5.11+)"
+            )
+        })
 }

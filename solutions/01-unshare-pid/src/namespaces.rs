@@ -19,9 +19,10 @@ const CHILD_STACK_SIZE: usize = 1024 * 1024;
 /// The namespaces a container of this step lives in.
 // ANCHOR: namespaces
 pub fn container_namespaces() -> CloneFlags {
-    // EXERCISE 1: choose the namespaces. Hint: a new PID namespace (the command becomes PID 1),
-    // a new mount namespace (so /proc can be remounted without the host seeing it) and a new
-    // UTS namespace (so the hostname can change); see CloneFlags::CLONE_NEW*.
+    // EXERCISE 1: choose the namespaces. Hint: a new PID namespace (the command becomes
+    // PID 1), a new mount namespace (so /proc can be remounted without the host seeing
+    // it) and a new UTS namespace (so the hostname can change); see
+    // CloneFlags::CLONE_NEW*.
     // SOLUTION-BEGIN
     CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS
     // SOLUTION-END
@@ -33,10 +34,11 @@ pub fn container_namespaces() -> CloneFlags {
 // ANCHOR: spawn
 pub fn spawn_in_namespaces(flags: CloneFlags, child: impl FnMut() -> isize) -> Result<Pid> {
     let mut stack = vec![0u8; CHILD_STACK_SIZE];
-    // EXERCISE 2: clone the child into the new namespaces. Hint: nix::sched::clone takes the
-    // callback (boxed), the stack, the flags, and the signal the kernel sends us when the child
-    // exits: pass Some(Signal::SIGCHLD as i32), or waitpid will not see the child. It is an
-    // unsafe fn: write down in a // SAFETY: comment why calling it here is sound.
+    // EXERCISE 2: clone the child into the new namespaces. Hint: nix::sched::clone takes
+    // the callback (boxed), the stack, the flags, and the signal the kernel sends us when
+    // the child exits: pass Some(Signal::SIGCHLD as i32), or waitpid will not see the
+    // child. It is an unsafe fn: write down in a // SAFETY: comment why calling it here
+    // is sound.
     // SOLUTION-BEGIN
     // SAFETY: the child runs on its own 1 MiB stack in a copy of our address
     // space; this program is single-threaded, so no lock is held by a thread

@@ -4,8 +4,9 @@
 //! A procfs instance shows the PID namespace of the process that mounted it,
 //! so the child (PID 1 of its new namespace) mounts a fresh one over `/proc`.
 //! It does so in its own mount namespace, and only after making every mount
-//! private: otherwise, on a host where `/` is a shared mount (any systemd
-//! host), the new `/proc` would propagate back into the host's mount table.
+//! private: otherwise, where the copy of the host's `/proc` mount is shared
+//! (on any systemd host every mount is), the new `/proc` would propagate back
+//! into the host's mount table.
 
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -14,11 +15,11 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 /// namespace over `/proc`. Must run inside the new mount namespace.
 // ANCHOR: private_proc
 pub fn mount_private_proc() -> Result<()> {
-    // EXERCISE 3: stop mount events from propagating to the host, then mount a new procfs.
-    // Hint: mount(None, "/", None, MS_REC | MS_PRIVATE, None) changes the propagation of the
-    // whole tree; then mount the filesystem type "proc" (source "proc") on /proc with
+    // EXERCISE 3: make every mount private, then mount a new procfs.
+    // Hint: mount(None, "/", None, MS_REC | MS_PRIVATE, None) changes the propagation of
+    // the whole tree; then mount the filesystem type "proc" (source "proc") on /proc with
     // MS_NOSUID | MS_NODEV | MS_NOEXEC. Add .context(...) to both calls.
-    todo!("EXERCISE 3: stop mount events from propagating to the host, then mount a new procfs")
+    todo!("EXERCISE 3: make every mount private, then mount a new procfs")
 }
 // ANCHOR_END: private_proc
 

@@ -135,10 +135,11 @@ fn delivered_to_whole_group(signal: Signal, from_kernel: bool, session_leader: b
 /// returns the status of `main` if it was among them.
 // ANCHOR: reap
 fn reap_children(main: Pid) -> Result<Option<WaitStatus>> {
-    // EXERCISE 4: reap every exited child without blocking. Hint: several children may have
-    // exited for one SIGCHLD (pending signals do not queue), so loop on
-    // waitpid(None, Some(WaitPidFlag::WNOHANG)): Ok(StillAlive) means "none left for now",
-    // Err(Errno::ECHILD) means "no children at all"; remember the status whose pid() is `main`.
+    // EXERCISE 4: reap every exited child without blocking. Hint: several children may
+    // have exited for one SIGCHLD (pending signals do not queue), so loop on
+    // waitpid(None, Some(WaitPidFlag::WNOHANG)): Ok(StillAlive) means "none left for
+    // now", Err(Errno::ECHILD) means "no children at all"; remember the status whose
+    // pid() is `main`.
     todo!("EXERCISE 4: reap every exited child without blocking")
 }
 // ANCHOR_END: reap
@@ -146,8 +147,10 @@ fn reap_children(main: Pid) -> Result<Option<WaitStatus>> {
 /// Passes `signal` on to `main`.
 // ANCHOR: forward
 fn forward(signal: Signal, main: Pid) -> Result<()> {
-    // EXERCISE 5: send `signal` to `main`. Hint: nix::sys::signal::kill. If `main` has just
-    // exited (ESRCH), that is not an error: its SIGCHLD is on the way.
+    // EXERCISE 5: send `signal` to `main`. Hint: nix::sys::signal::kill. A `main` that
+    // has exited but is not reaped yet is a zombie: kill still succeeds (and does
+    // nothing). ESRCH (no such process) comes only once it has been reaped: not an
+    // error either.
     todo!("EXERCISE 5: send `signal` to `main`")
 }
 // ANCHOR_END: forward

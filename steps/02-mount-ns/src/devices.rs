@@ -34,8 +34,8 @@ pub const LINKS: [(&str, &str); 5] = [
 // ANCHOR: device_nodes
 pub fn create_device_nodes(dev: &Path) -> Result<()> {
     // EXERCISE 4: create each of DEVICES as a character device node. Hint: mknod(path,
-    // SFlag::S_IFCHR, mode, makedev(major, minor)); the umask clears bits of the mode you ask
-    // for, so set 0o666 afterwards with std::fs::set_permissions.
+    // SFlag::S_IFCHR, mode, makedev(major, minor)); the umask clears bits of the mode
+    // you ask for, so set 0o666 afterwards with std::fs::set_permissions.
     todo!("EXERCISE 4: create each of DEVICES as a character device node")
 }
 // ANCHOR_END: device_nodes

@@ -19,9 +19,10 @@ const NONE: Option<&str> = None;
 // ANCHOR: make_private
 pub fn make_mounts_private() -> Result<()> {
     // EXERCISE 1: stop mount events from propagating between this namespace and the host.
-    // Hint: a new mount namespace starts with copies of the host's mounts, in the same peer
-    // groups: on a systemd host `/` is shared, so anything mounted here would show up there, and
-    // pivot_root fails with EINVAL. mount(NONE, "/", NONE, MS_REC | MS_PRIVATE, NONE) fixes both.
+    // Hint: a new mount namespace starts with copies of the host's mounts, in the same
+    // peer groups: on a systemd host every mount is shared, so anything mounted here
+    // would show up there, and pivot_root fails with EINVAL.
+    // mount(NONE, "/", NONE, MS_REC | MS_PRIVATE, NONE) fixes both.
     todo!("EXERCISE 1: stop mount events from propagating between this namespace and the host")
 }
 // ANCHOR_END: make_private
@@ -29,10 +30,10 @@ pub fn make_mounts_private() -> Result<()> {
 /// Bind-mounts the rootfs onto itself.
 // ANCHOR: bind
 pub fn bind_onto_itself(rootfs: &Path) -> Result<()> {
-    // EXERCISE 2: make the rootfs a mount point. Hint: pivot_root requires the new root to be a
-    // mount point, and a plain directory is not one; bind-mounting it onto itself makes it one:
-    // mount(Some(rootfs), rootfs, NONE, MS_BIND | MS_REC, NONE). MS_REC brings along anything
-    // already mounted below it.
+    // EXERCISE 2: make the rootfs a mount point. Hint: pivot_root requires the new root
+    // to be a mount point, and a plain directory is not one; bind-mounting it onto
+    // itself makes it one: mount(Some(rootfs), rootfs, NONE, MS_BIND | MS_REC, NONE).
+    // MS_REC brings along anything already mounted below it.
     todo!("EXERCISE 2: make the rootfs a mount point")
 }
 // ANCHOR_END: bind
@@ -40,10 +41,10 @@ pub fn bind_onto_itself(rootfs: &Path) -> Result<()> {
 /// Makes `rootfs` the root of this mount namespace and detaches the old root.
 // ANCHOR: switch_root
 pub fn switch_root(rootfs: &Path) -> Result<()> {
-    // EXERCISE 3: pivot into the rootfs and detach the old root. Hint: chdir(rootfs), then
-    // pivot_root(".", "."): the old root ends up mounted on top of the new one, at "/", and
-    // umount2(".", MNT_DETACH) removes it (lazily: busy mounts go when their users do). Finish
-    // with chdir("/"), so the working directory is inside the new root.
+    // EXERCISE 3: pivot into the rootfs and detach the old root. Hint: chdir(rootfs),
+    // then pivot_root(".", "."): the old root ends up mounted on top of the new one, at
+    // "/", and umount2(".", MNT_DETACH) removes it (lazily: busy mounts go when their
+    // users do). Finish with chdir("/"), so the working directory is inside the new root.
     todo!("EXERCISE 3: pivot into the rootfs and detach the old root")
 }
 // ANCHOR_END: switch_root
@@ -52,9 +53,10 @@ pub fn switch_root(rootfs: &Path) -> Result<()> {
 /// read-only flag, so this changes the container's view only, never the
 /// directory on the host.
 pub fn make_root_read_only() -> Result<()> {
-    // A remount sets *all* the per-mount flags to the ones given: carry over
-    // nosuid, nodev, noexec and the atime mode, or `--read-only` would turn
-    // a nosuid rootfs into one where setuid programs work.
+    // A remount sets the per-mount flags nosuid, nodev and noexec to the
+    // ones given: carry them over, or `--read-only` would turn a nosuid
+    // rootfs into one where setuid programs work. (The atime mode is kept
+    // when no atime flag is given; repeating it changes nothing.)
     let kept = kept_mount_flags(statvfs("/").context("statvfs(/)")?.flags());
     mount(
         NONE,

@@ -11,6 +11,8 @@
 //! * [`rootfs`]: a busybox root filesystem, built once per run under
 //!   `target/`, shared by the tests behind a file lock.
 //! * [`snapshots`]: insta settings with the redactions the workshop needs.
+//! * [`exercises`]: failures that name the blank exercise, and tests that
+//!   call one exercise's function in a fresh process.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(
@@ -19,11 +21,18 @@ compile_error!(
      tests there."
 );
 
+pub mod exercises;
+pub mod finished;
 pub mod process;
 pub mod rootfs;
 pub mod sandbox;
 pub mod snapshots;
 
+pub use exercises::{
+    fail_on_blank_exercise, in_child, in_fresh_process, run_to_end, share_every_mount_here,
+    shared_mount_points,
+};
+pub use finished::Finished;
 pub use process::{Running, DEFAULT_DEADLINE};
 pub use rootfs::{busybox_rootfs, private_busybox_rootfs};
 pub use sandbox::Sandbox;
@@ -153,6 +162,7 @@ exit $code"#
         .timeout(DEFAULT_DEADLINE)
         .output()
         .expect("running unshare");
+    fail_on_blank_exercise(&output);
     let before = std::fs::read_to_string(sandbox.join("before")).expect("the mount table before");
     let after = std::fs::read_to_string(sandbox.join("after")).expect("the mount table after");
     if propagation == Propagation::Shared {

@@ -1,5 +1,6 @@
 //! Processes a test starts and must not lose.
 
+use crate::exercises::{blank_exercise, needs_exercise};
 use crate::poll_until;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -70,6 +71,7 @@ impl Running {
     }
 
     /// Waits until the process prints `expected` as a whole line.
+    #[track_caller]
     pub fn wait_for_line(&mut self, expected: &str) {
         let deadline = Instant::now() + DEFAULT_DEADLINE;
         loop {
@@ -77,21 +79,31 @@ impl Running {
             match self.lines.recv_timeout(left) {
                 Ok(line) if line == expected => return self.seen.push(line),
                 Ok(line) => self.seen.push(line),
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "timed out waiting for the line {expected:?}; the process printed {:?}, \
-                     and on stderr {:?}",
-                    self.seen,
-                    self.stderr()
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "the process closed its stdout before printing {expected:?}; it printed {:?}, \
-                     exited with {:?} and wrote on stderr {:?}",
-                    self.seen,
-                    poll_until(DEFAULT_DEADLINE, || self.child.try_wait().ok().flatten()),
-                    self.stderr()
-                ),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.fail(&format!("timed out waiting for the line {expected:?}"))
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status =
+                        poll_until(DEFAULT_DEADLINE, || self.child.try_wait().ok().flatten())
+                            .map_or("still running".to_string(), |status| status.to_string());
+                    self.fail(&format!(
+                        "the process closed its stdout before printing {expected:?} ({status})"
+                    ))
+                }
             }
         }
+    }
+
+    /// Fails the test because of `what`, showing the process's stderr once,
+    /// as it is, and naming the exercise when it stopped at a blank one.
+    #[track_caller]
+    pub fn fail(&self, what: &str) -> ! {
+        let stderr = self.stderr();
+        eprintln!("--- the process's stderr ---\n{}", stderr.trim_end());
+        if let Some(exercise) = blank_exercise(&stderr) {
+            panic!("{what}: {}", needs_exercise(exercise));
+        }
+        panic!("{what}; it printed on stdout: {:?}", self.seen)
     }
 
     /// Sends `signal` to the process.
@@ -104,13 +116,10 @@ impl Running {
     pub fn wait(&mut self) -> (ExitStatus, Vec<String>) {
         let status = poll_until(DEFAULT_DEADLINE, || self.child.try_wait().expect("waitpid"))
             .unwrap_or_else(|| {
-                panic!(
-                    "the process {} did not exit within {DEFAULT_DEADLINE:?}; it printed {:?}, \
-                     and on stderr {:?}",
-                    self.pid(),
-                    self.seen,
-                    self.stderr()
-                )
+                self.fail(&format!(
+                    "the process {} did not exit within {DEFAULT_DEADLINE:?}",
+                    self.pid()
+                ))
             });
         // The pipe closes when the last holder exits; the reader thread then
         // disconnects the channel.

@@ -1,0 +1,125 @@
+//! Assertions on a command that ran to its end.
+//!
+//! The same calls as assert_cmd's `Assert` (`success`, `code`, `stdout`,
+//! `stderr`), but a failure shows the command's stdout and stderr once each,
+//! as they are: a student reads the runtime's own message, not an escaped
+//! copy of it printed twice.
+
+use assert_cmd::assert::IntoOutputPredicate;
+use predicates::Predicate;
+use std::process::Output;
+
+/// The output of a command that ran to its end.
+#[derive(Debug)]
+pub struct Finished {
+    output: Output,
+}
+
+impl Finished {
+    /// Wraps the output of a finished command.
+    pub fn new(output: Output) -> Self {
+        Finished { output }
+    }
+
+    /// What the command printed, and how it ended.
+    pub fn get_output(&self) -> &Output {
+        &self.output
+    }
+
+    /// Its stdout, as text.
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    /// Fails unless the command exited with 0.
+    #[track_caller]
+    pub fn success(self) -> Self {
+        if !self.output.status.success() {
+            self.fail(&format!("the command failed ({})", self.output.status));
+        }
+        self
+    }
+
+    /// Fails unless the command exited with `expected`.
+    #[track_caller]
+    pub fn code(self, expected: i32) -> Self {
+        if self.output.status.code() != Some(expected) {
+            self.fail(&format!(
+                "expected exit code {expected}, got {}",
+                self.output.status
+            ));
+        }
+        self
+    }
+
+    /// Fails unless stdout matches `expected` (a string, or a predicate).
+    #[track_caller]
+    pub fn stdout<I, P>(self, expected: I) -> Self
+    where
+        I: IntoOutputPredicate<P>,
+        P: Predicate<[u8]>,
+    {
+        let predicate = expected.into_output();
+        if !predicate.eval(&self.output.stdout) {
+            self.fail(&format!("stdout does not match: {predicate}"));
+        }
+        self
+    }
+
+    /// Fails unless stderr matches `expected` (a string, or a predicate).
+    #[track_caller]
+    pub fn stderr<I, P>(self, expected: I) -> Self
+    where
+        I: IntoOutputPredicate<P>,
+        P: Predicate<[u8]>,
+    {
+        let predicate = expected.into_output();
+        if !predicate.eval(&self.output.stderr) {
+            self.fail(&format!("stderr does not match: {predicate}"));
+        }
+        self
+    }
+
+    #[track_caller]
+    fn fail(&self, what: &str) -> ! {
+        eprintln!(
+            "--- stdout ---\n{}--- stderr ---\n{}--- ({}) ---",
+            String::from_utf8_lossy(&self.output.stdout),
+            String::from_utf8_lossy(&self.output.stderr),
+            self.output.status
+        );
+        panic!("{what} (the command's output is above)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn finished(script: &str) -> Finished {
+        Finished::new(Command::new("sh").args(["-c", script]).output().unwrap())
+    }
+
+    #[test]
+    fn matching_output_passes() {
+        finished("echo out; echo err >&2")
+            .success()
+            .code(0)
+            .stdout("out\n")
+            .stderr(predicates::str::contains("err"));
+    }
+
+    #[test]
+    fn a_failure_names_what_was_expected() {
+        let panic = std::panic::catch_unwind(|| finished("exit 3").code(4)).unwrap_err();
+        let message = panic.downcast_ref::<String>().unwrap();
+        assert!(
+            message.starts_with("expected exit code 4, got exit status: 3"),
+            "{message}"
+        );
+        let panic = std::panic::catch_unwind(|| finished("echo no").stdout("yes\n")).unwrap_err();
+        let message = panic.downcast_ref::<String>().unwrap();
+        assert!(message.starts_with("stdout does not match"), "{message}");
+    }
+}
