@@ -7,6 +7,8 @@
 #   * CI (Debian 12, as root): `bash vagrant/provision.sh` with CI=true.
 #
 # It is idempotent: a second run installs nothing and takes a few seconds.
+# Rust comes from rustup when cargo is missing, or older than the workspace's
+# rust-version (read from Cargo.toml at run time, never copied here).
 # It never touches the host's network namespace, routes, firewall or sysctls.
 #
 # Usage: vagrant/provision.sh [options]
@@ -27,9 +29,13 @@ readonly MDBOOK_VERSION="${MDBOOK_VERSION:-0.5.4}"
 readonly APT_MAX_AGE="${TARA_APT_MAX_AGE:-3600}"
 readonly APT_PACKAGES=(
   build-essential pkg-config git curl ca-certificates busybox-static
-  iproute2 iptables procps psmisc util-linux sudo shellcheck
+  iproute2 iptables procps psmisc util-linux sudo shellcheck python3
 )
 readonly REQUIRED_CGROUP_CONTROLLERS=(memory pids cpu)
+# Where this script lies: vagrant/ in the repository, or /tmp when Vagrant
+# runs a copy of it (see workspace_manifest).
+SCRIPT_DIR="$(cd "$(dirname "$0")" && pwd)" || SCRIPT_DIR=.
+readonly SCRIPT_DIR
 
 ORIG_ARGS=("$@")
 MODE_VM=0
@@ -37,6 +43,7 @@ MODE_CI=0
 CHECK_ONLY=0
 RUN_CHECK=1
 TARGET_USER=""
+RUST_NEEDED="" # the workspace's rust-version, set by main
 
 usage() {
   sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0"
@@ -202,33 +209,104 @@ install_packages() {
 
 # ------------------------------------------------------------------------ Rust
 
-install_rust() {
-  local start installed comps=() c
-  if ! user_has cargo; then
-    start=$(date +%s)
-    log "installing Rust (rustup, stable, with rustfmt and clippy) for $TARGET_USER"
-    # shellcheck disable=SC2016 # expanded by the inner bash
-    as_user bash -c 'set -euo pipefail
-      installer="$(mktemp)"
-      trap "rm -f \"\$installer\"" EXIT
-      curl --proto "=https" --tlsv1.2 -sSf -o "$installer" https://sh.rustup.rs
-      sh "$installer" -y --no-modify-path --profile minimal --default-toolchain stable \
-        -c rustfmt -c clippy' >/dev/null ||
-      die "could not install Rust with rustup for $TARGET_USER; install it (https://rustup.rs) and re-run"
-    ensure_cargo_env_in_profile
-    log "Rust installed in $(elapsed_since "$start")"
-  fi
-  if user_has rustup; then
-    installed="$(as_user rustup component list --installed 2>/dev/null || true)"
-    for c in rustfmt clippy; do
-      grep -q "^$c" <<<"$installed" || comps+=("$c")
-    done
-    if ((${#comps[@]})); then
-      log "rustup component add ${comps[*]}"
-      as_user rustup component add "${comps[@]}" || warn "could not add rustup components: ${comps[*]}"
+# The workspace's Cargo.toml: one directory above this script, or in
+# /workshop in the VM, where Vagrant runs a copy of the script from /tmp.
+workspace_manifest() {
+  local candidate
+  for candidate in "$SCRIPT_DIR/../Cargo.toml" /workshop/Cargo.toml; do
+    if [[ -f "$candidate" ]] && grep -q '^\[workspace\]' "$candidate"; then
+      printf '%s\n' "$candidate"
+      return 0
     fi
-  else
+  done
+  return 1
+}
+
+# The oldest Rust the workspace builds with: the rust-version in its
+# Cargo.toml (for example 1.91). Empty when the manifest is not found.
+required_rust_version() {
+  local manifest
+  manifest="$(workspace_manifest)" || return 0
+  sed -n 's/^rust-version[[:space:]]*=[[:space:]]*"\([0-9][0-9.]*\)".*/\1/p' "$manifest" | head -n 1
+}
+
+# The version of the target user's rustc (for example 1.95.0); empty when
+# rustc does not run.
+installed_rust_version() {
+  as_user rustc --version 2>/dev/null | sed -n 's/^rustc \([0-9][0-9.]*\).*/\1/p' || true
+}
+
+# version_at_least HAVE NEED: is HAVE (1.95.0) the same as or newer than
+# NEED (1.91)? Compares number by number; a missing number counts as 0.
+version_at_least() {
+  local have=() need=() i h n
+  IFS=. read -r -a have <<<"$1"
+  IFS=. read -r -a need <<<"$2"
+  for ((i = 0; i < ${#need[@]}; i++)); do
+    h=$((10#${have[i]:-0}))
+    n=$((10#${need[i]}))
+    if ((h != n)); then
+      ((h > n))
+      return
+    fi
+  done
+  return 0
+}
+
+# rust_too_old VERSION: true when the workspace's rust-version is known and
+# VERSION is older, or empty (rustc does not run).
+rust_too_old() {
+  [[ -n "$RUST_NEEDED" ]] || return 1
+  [[ -n "$1" ]] || return 0
+  ! version_at_least "$1" "$RUST_NEEDED"
+}
+
+install_rustup() {
+  local why="$1" start
+  start=$(date +%s)
+  log "installing Rust (rustup, stable, with rustfmt and clippy) for $TARGET_USER: $why"
+  # rustup's installer objects to another Rust on the PATH, say Debian's
+  # cargo in /usr/bin. RUSTUP_INIT_SKIP_PATH_CHECK says we mean it: the
+  # other one can stay, since ~/.cargo/bin comes first on the PATH.
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  as_user bash -c 'set -euo pipefail
+    installer="$(mktemp)"
+    trap "rm -f \"\$installer\"" EXIT
+    curl --proto "=https" --tlsv1.2 -sSf -o "$installer" https://sh.rustup.rs
+    RUSTUP_INIT_SKIP_PATH_CHECK=yes sh "$installer" -y --no-modify-path --profile minimal \
+      --default-toolchain stable -c rustfmt -c clippy' >/dev/null ||
+    die "could not install Rust with rustup for $TARGET_USER; install it (https://rustup.rs) and re-run"
+  ensure_cargo_env_in_profile
+  log "Rust installed in $(elapsed_since "$start")"
+}
+
+install_rust() {
+  local have installed comps=() c wanted=(rustfmt clippy)
+  have="$(installed_rust_version)"
+  if ! user_has cargo; then
+    install_rustup "cargo is missing"
+  elif ! user_has rustup && rust_too_old "$have"; then
+    install_rustup "its rustc ${have:-(not working)} is older than $RUST_NEEDED, the workspace's rust-version"
+  fi
+  if ! user_has rustup; then
     warn "cargo for $TARGET_USER is not managed by rustup; not adding rustfmt/clippy components"
+    return 0
+  fi
+  have="$(installed_rust_version)"
+  if rust_too_old "$have"; then
+    log "rustc ${have:-(not working)} is older than $RUST_NEEDED, the workspace's rust-version: rustup update stable"
+    as_user rustup update stable >/dev/null || warn "could not update Rust with 'rustup update stable'"
+  fi
+  # In the VM, editors attach over SSH (see the book's Setup chapter), and
+  # rust-analyzer reads the standard library's source.
+  ((MODE_VM)) && wanted+=(rust-src)
+  installed="$(as_user rustup component list --installed 2>/dev/null || true)"
+  for c in "${wanted[@]}"; do
+    grep -q "^$c" <<<"$installed" || comps+=("$c")
+  done
+  if ((${#comps[@]})); then
+    log "rustup component add ${comps[*]}"
+    as_user rustup component add "${comps[@]}" || warn "could not add rustup components: ${comps[*]}"
   fi
 }
 
@@ -456,9 +534,17 @@ check_busybox() {
 }
 
 check_rust() {
-  local v
+  local v have
   if v="$(as_user rustc --version 2>/dev/null)"; then
-    ok "rust for $TARGET_USER: $v"
+    have="$(installed_rust_version)"
+    if [[ -z "$RUST_NEEDED" ]]; then
+      ok "rust for $TARGET_USER: $v"
+      info "rust-version: no workspace Cargo.toml next to this script or in /workshop; minimum not checked"
+    elif rust_too_old "$have"; then
+      fail "rust for $TARGET_USER: rustc ${have:-?} is installed, the workspace needs $RUST_NEEDED or later (rust-version in Cargo.toml); $(how_to_update_rust)"
+    else
+      ok "rust for $TARGET_USER: $v (the workspace needs $RUST_NEEDED or later)"
+    fi
   else
     fail "rust for $TARGET_USER: rustc not found in $CARGO_BIN or PATH (re-run this script)"
   fi
@@ -476,6 +562,14 @@ check_rust() {
     ok "clippy: $v"
   else
     fail "clippy for $TARGET_USER: missing (rustup component add clippy)"
+  fi
+}
+
+how_to_update_rust() {
+  if user_has rustup; then
+    echo "update it with 'rustup update stable' (as $TARGET_USER)"
+  else
+    echo "re-run this script: it installs a newer Rust through rustup"
   fi
 }
 
@@ -533,6 +627,7 @@ self_check() {
 main() {
   local start mode=host
   start=$(date +%s)
+  RUST_NEEDED="$(required_rust_version)"
   ((MODE_VM)) && mode=vm
   ((MODE_CI)) && mode="$mode+ci"
   if ((!CHECK_ONLY)); then
