@@ -18,9 +18,9 @@ use predicates::prelude::*;
 use std::process::Command;
 use testkit::process::{process_state, signal_pending};
 use testkit::{
-    in_child, in_fresh_process, run_on_throwaway_host, run_to_end, share_every_mount_here,
-    shared_mount_points, snapshot_settings, wait_for, Finished, Propagation, Sandbox,
-    DEFAULT_DEADLINE,
+    call_exercise, in_child, in_fresh_process, run_on_throwaway_host, run_to_end,
+    share_every_mount_here, shared_mount_points, snapshot_settings, still_shared_message, wait_for,
+    Finished, Propagation, Sandbox, DEFAULT_DEADLINE,
 };
 
 // `lesson`: the library of the crate this file is compiled into.
@@ -52,7 +52,7 @@ fn host_namespace(name: &str) -> String {
 #[test]
 fn container_namespaces_are_pid_mount_and_uts() {
     testkit::require_root();
-    let flags = lesson::namespaces::container_namespaces();
+    let flags = call_exercise(lesson::namespaces::container_namespaces);
     let expected = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS;
     assert_eq!(
         flags, expected,
@@ -62,7 +62,7 @@ fn container_namespaces_are_pid_mount_and_uts() {
 
 #[test]
 fn spawn_in_namespaces_starts_the_child_as_pid_1() {
-    in_fresh_process("spawn_in_namespaces_starts_the_child_as_pid_1", || {
+    in_fresh_process(|| {
         let flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS;
         let host_uts = host_namespace("uts");
         // Runs in the child: its exit code says what it found.
@@ -95,62 +95,57 @@ fn spawn_in_namespaces_starts_the_child_as_pid_1() {
 
 #[test]
 fn mount_private_proc_shows_the_new_pid_namespace_and_propagates_nothing() {
-    in_fresh_process(
-        "mount_private_proc_shows_the_new_pid_namespace_and_propagates_nothing",
-        || {
-            let flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS;
-            in_child(flags, || {
-                share_every_mount_here()?;
-                lesson::mounts::mount_private_proc().map_err(|e| format!("{e:#}"))?;
-                let shared = shared_mount_points();
-                if !shared.is_empty() {
-                    return Err(format!(
-                        "mounts are still shared: {shared:?} (on a systemd host the new /proc \
-                         would reach the host)"
-                    ));
-                }
-                let mountinfo = testkit::mount_table();
-                let me = std::fs::read_link("/proc/self").map_err(|e| e.to_string())?;
-                if me.as_os_str() != "1" {
-                    return Err(format!(
-                        "/proc shows the host's PID namespace (/proc/self -> {me:?}, not 1)"
-                    ));
-                }
-                let proc_mount = mountinfo
-                    .iter()
-                    .rfind(|line| line.split(' ').nth(4) == Some("/proc"))
-                    .cloned()
-                    .unwrap_or_default();
-                if !["nosuid", "nodev", "noexec"]
-                    .iter()
-                    .all(|flag| proc_mount.split(' ').nth(5).unwrap_or("").contains(flag))
-                {
-                    return Err(format!("/proc lacks nosuid,nodev,noexec: {proc_mount}"));
-                }
-                Ok(())
-            })
-            .unwrap_or_else(|message| panic!("{message}"));
-        },
-    );
+    in_fresh_process(|| {
+        let flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS;
+        in_child(flags, || {
+            share_every_mount_here()?;
+            lesson::mounts::mount_private_proc().map_err(|e| format!("{e:#}"))?;
+            let shared = shared_mount_points();
+            if !shared.is_empty() {
+                return Err(format!(
+                    "{} (on a systemd host the new /proc would reach the host)",
+                    still_shared_message(&shared)
+                ));
+            }
+            let mountinfo = testkit::mount_table();
+            let me = std::fs::read_link("/proc/self").map_err(|e| e.to_string())?;
+            if me.as_os_str() != "1" {
+                return Err(format!(
+                    "/proc shows the host's PID namespace (/proc/self -> {me:?}, not 1)"
+                ));
+            }
+            let proc_mount = mountinfo
+                .iter()
+                .rfind(|line| line.split(' ').nth(4) == Some("/proc"))
+                .cloned()
+                .unwrap_or_default();
+            if !["nosuid", "nodev", "noexec"]
+                .iter()
+                .all(|flag| proc_mount.split(' ').nth(5).unwrap_or("").contains(flag))
+            {
+                return Err(format!("/proc lacks nosuid,nodev,noexec: {proc_mount}"));
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|message| panic!("{message}"));
+    });
 }
 
 #[test]
 fn supervise_reaps_every_child_and_returns_the_mains_status() {
-    in_fresh_process(
-        "supervise_reaps_every_child_and_returns_the_mains_status",
-        || {
-            // In a child of its own: a signal mask is per thread, and a
-            // SIGCHLD would go to another thread of the test binary that
-            // does not block it. A forked child has one thread, as a runtime.
-            in_child(CloneFlags::empty(), reap_three_zombies_and_main)
-                .unwrap_or_else(|message| panic!("{message}"));
-        },
-    );
+    in_fresh_process(|| {
+        // In a child of its own: a signal mask is per thread, and a
+        // SIGCHLD would go to another thread of the test binary that
+        // does not block it. A forked child has one thread, as a runtime.
+        in_child(CloneFlags::empty(), reap_three_zombies_and_main)
+            .unwrap_or_else(|message| panic!("{message}"));
+    });
 }
 
-/// Three children exit first and stay zombies; then `main` exits with 7.
-/// Their SIGCHLDs merge into one pending signal, so supervise must reap
-/// them all at once and return main's status.
+/// Three children exit first and stay zombies, a fourth is still running
+/// (blocked on a pipe), then `main` exits with 7. The SIGCHLDs merge into one
+/// pending signal: supervise must reap every child that has exited, return
+/// main's status, and not wait for the one still running.
 fn reap_three_zombies_and_main() -> Result<(), String> {
     let previous_mask =
         lesson::signals::block_supervised_signals().map_err(|e| format!("{e:#}"))?;
@@ -160,6 +155,7 @@ fn reap_three_zombies_and_main() -> Result<(), String> {
             (process_state(*other) == Some('Z')).then_some(())
         });
     }
+    let (blocked, release) = fork_blocked_on_a_pipe();
     let main = fork_exiting_with(7);
     let status = lesson::signals::supervise(main).map_err(|e| format!("{e:#}"))?;
     if status != WaitStatus::Exited(main, 7) {
@@ -167,16 +163,42 @@ fn reap_three_zombies_and_main() -> Result<(), String> {
             "supervise returned {status:?}, not main's Exited({main}, 7)"
         ));
     }
+    if !matches!(process_state(blocked), Some('S' | 'R')) {
+        return Err(
+            "supervise returned only once every child had exited: waitpid blocked \
+                    (WNOHANG returns at once when no child has exited)"
+                .into(),
+        );
+    }
     let left: Vec<Pid> = others
         .into_iter()
-        .filter(|pid| process_state(*pid).is_some())
+        .filter(|pid| process_state(*pid) == Some('Z'))
         .collect();
     if !left.is_empty() {
         return Err(format!(
             "children left as zombies: {left:?} (one SIGCHLD can stand for several exits)"
         ));
     }
+    drop(release);
+    let _ = waitpid(blocked, None);
     lesson::signals::finish_supervision(&previous_mask).map_err(|e| format!("{e:#}"))
+}
+
+/// Forks a child that waits until the returned pipe end is dropped, or
+/// for at most 5 seconds (SIGALRM ends it), whichever comes first.
+fn fork_blocked_on_a_pipe() -> (Pid, std::os::fd::OwnedFd) {
+    let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
+    // SAFETY: the check runs in a single-threaded child; the fork only
+    // blocks in read(2) and exits.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            drop(write_end);
+            nix::unistd::alarm::set(5);
+            let _ = nix::unistd::read(&read_end, &mut [0u8; 1]);
+            unsafe { nix::libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => (child, write_end),
+    }
 }
 
 /// Forks a child that exits at once with `code`.

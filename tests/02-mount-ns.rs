@@ -17,9 +17,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use testkit::{
-    busybox_rootfs, in_child, in_fresh_process, private_busybox_rootfs, run_on_throwaway_host,
-    run_to_end, share_every_mount_here, shared_mount_points, snapshot_settings, Finished,
-    Propagation, Sandbox,
+    busybox_rootfs, cut_from_the_host, in_child, in_fresh_process, private_busybox_rootfs,
+    run_on_throwaway_host, run_to_end, share_every_mount_here, shared_mount_points,
+    snapshot_settings, still_shared_message, Finished, Propagation, Sandbox,
 };
 
 // `lesson`: the library of the crate this file is compiled into.
@@ -77,13 +77,13 @@ fn message(error: anyhow::Error) -> String {
 
 #[test]
 fn make_mounts_private_leaves_no_mount_shared() {
-    in_fresh_process("make_mounts_private_leaves_no_mount_shared", || {
+    in_fresh_process(|| {
         in_child(CloneFlags::CLONE_NEWNS, || {
             share_every_mount_here()?;
             lesson::root::make_mounts_private().map_err(message)?;
             match shared_mount_points() {
                 shared if shared.is_empty() => Ok(()),
-                shared => Err(format!("still shared: {shared:?}")),
+                shared => Err(still_shared_message(&shared)),
             }
         })
         .unwrap_or_else(|message| panic!("{message}"));
@@ -92,7 +92,7 @@ fn make_mounts_private_leaves_no_mount_shared() {
 
 #[test]
 fn bind_onto_itself_makes_the_rootfs_a_mount_point() {
-    in_fresh_process("bind_onto_itself_makes_the_rootfs_a_mount_point", || {
+    in_fresh_process(|| {
         let sandbox = Sandbox::new();
         let rootfs = sandbox.join("rootfs");
         let below = rootfs.join("mnt");
@@ -124,87 +124,120 @@ fn bind_onto_itself_makes_the_rootfs_a_mount_point() {
 
 #[test]
 fn switch_root_makes_the_rootfs_the_root_and_drops_the_old_one() {
-    in_fresh_process(
-        "switch_root_makes_the_rootfs_the_root_and_drops_the_old_one",
-        || {
-            let rootfs = busybox_rootfs();
-            let expected = rootfs_entries();
-            in_child(CloneFlags::CLONE_NEWNS, || {
-                cut_from_the_host()?;
-                mount(
-                    Some(&rootfs),
-                    &rootfs,
-                    None::<&str>,
-                    MsFlags::MS_BIND,
-                    None::<&str>,
-                )
-                .map_err(|e| format!("bind-mounting the rootfs onto itself: {e}"))?;
-                lesson::root::switch_root(&rootfs).map_err(message)?;
-                let cwd = std::env::current_dir().map_err(|e| format!("getcwd: {e}"))?;
-                if cwd != Path::new("/") {
-                    return Err(format!(
-                        "the working directory is {cwd:?}, not / of the rootfs"
-                    ));
-                }
-                for dir in ["/", "/.."] {
-                    let found = entries(Path::new(dir))?;
-                    if found != expected {
-                        return Err(format!(
-                            "{dir} lists {found:?}, not the rootfs's {expected:?}: is the old \
-                             root still mounted on top?"
-                        ));
-                    }
-                }
-                Ok(())
-            })
-            .unwrap_or_else(|message| panic!("{message}"));
-        },
-    );
+    in_fresh_process(|| {
+        let sandbox = Sandbox::new();
+        // A copy: an answer that makes a put_old directory writes into it.
+        let rootfs = private_busybox_rootfs(&sandbox);
+        let expected = rootfs_entries();
+        in_child(CloneFlags::CLONE_NEWNS, || {
+            cut_from_the_host()?;
+            mount(
+                Some(&rootfs),
+                &rootfs,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| format!("bind-mounting the rootfs onto itself: {e}"))?;
+            let namespace = std::fs::File::open("/proc/self/ns/mnt")
+                .map_err(|e| format!("opening /proc/self/ns/mnt: {e}"))?;
+            lesson::root::switch_root(&rootfs).map_err(message)?;
+            let cwd = std::env::current_dir().map_err(|e| format!("getcwd: {e}"))?;
+            if cwd != Path::new("/") {
+                return Err(format!(
+                    "the working directory is {cwd:?}, not / of the rootfs"
+                ));
+            }
+            expect_root_entries(&expected, "")?;
+            // Joining a mount namespace lands in its root: the rootfs after
+            // pivot_root, but the host's / after a mere chroot.
+            nix::sched::setns(&namespace, CloneFlags::CLONE_NEWNS)
+                .map_err(|e| format!("setns into our own mount namespace: {e}"))?;
+            expect_root_entries(&expected, " of the mount namespace (is it a chroot?)")
+        })
+        .unwrap_or_else(|message| panic!("{message}"));
+    });
+}
+
+/// Fails unless `/` and `/..` list `expected`.
+fn expect_root_entries(expected: &BTreeSet<String>, which: &str) -> Result<(), String> {
+    for dir in ["/", "/.."] {
+        let found = entries(Path::new(dir))?;
+        if &found != expected {
+            return Err(format!(
+                "{dir}{which} lists {found:?}, not the rootfs's {expected:?}: is the old root \
+                 still mounted on top?"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[test]
 fn create_device_nodes_makes_the_six_character_devices() {
-    in_fresh_process(
-        "create_device_nodes_makes_the_six_character_devices",
-        || {
-            let sandbox = Sandbox::new();
-            // The usual umask: it takes the write bits of group and others off
-            // every mode mknod asks for.
-            umask(Mode::from_bits_truncate(0o022));
-            lesson::devices::create_device_nodes(sandbox.path())
-                .unwrap_or_else(|e| panic!("{}", message(e)));
-            let expected = [
-                ("null", 1, 3),
-                ("zero", 1, 5),
-                ("full", 1, 7),
-                ("random", 1, 8),
-                ("urandom", 1, 9),
-                ("tty", 5, 0),
-            ];
-            for (name, want_major, want_minor) in expected {
-                let path = sandbox.join(name);
-                let found = stat(&path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
-                let kind = SFlag::from_bits_truncate(found.st_mode) & SFlag::S_IFMT;
-                assert_eq!(kind, SFlag::S_IFCHR, "{name} is not a character device");
-                let numbers = (major(found.st_rdev), minor(found.st_rdev));
-                assert_eq!(numbers, (want_major, want_minor), "major, minor of {name}");
-                assert_eq!(found.st_mode & 0o7777, 0o666, "mode of {name}");
+    in_fresh_process(|| {
+        let sandbox = Sandbox::new();
+        let dev = sandbox.join("dev");
+        std::fs::create_dir(&dev).unwrap();
+        in_child(CloneFlags::CLONE_NEWNS, || {
+            // A tmpfs over the target and over the real /dev: an answer that
+            // writes elsewhere than it is told cannot change the host's /dev.
+            cut_from_the_host()?;
+            for target in [dev.as_path(), Path::new("/dev")] {
+                mount(
+                    Some("tmpfs"),
+                    target,
+                    Some("tmpfs"),
+                    MsFlags::empty(),
+                    None::<&str>,
+                )
+                .map_err(|e| format!("mounting a tmpfs on {}: {e}", target.display()))?;
             }
-        },
-    );
+            // The usual umask: it takes the write bits of group and others
+            // off every mode mknod asks for.
+            umask(Mode::from_bits_truncate(0o022));
+            lesson::devices::create_device_nodes(&dev).map_err(message)?;
+            EXPECTED_DEVICES
+                .iter()
+                .try_for_each(|device| check_device(&dev, *device))
+        })
+        .unwrap_or_else(|message| panic!("{message}"));
+    });
 }
 
-/// In a child's new mount namespace: every mount private, so that nothing
-/// the test mounts can reach the host.
-fn cut_from_the_host() -> Result<(), String> {
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| format!("mount --make-rprivate /: {e}"))
+/// The character devices of a container's /dev: (name, major, minor).
+const EXPECTED_DEVICES: [(&str, u64, u64); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// Fails unless `dev/NAME` is the character device MAJOR:MINOR, mode 0666.
+fn check_device(
+    dev: &Path,
+    (name, want_major, want_minor): (&str, u64, u64),
+) -> Result<(), String> {
+    let path = dev.join(name);
+    let found = stat(&path).map_err(|e| format!("stat {}: {e}", path.display()))?;
+    let kind = SFlag::from_bits_truncate(found.st_mode) & SFlag::S_IFMT;
+    if kind != SFlag::S_IFCHR {
+        return Err(format!("{name} is not a character device ({kind:?})"));
+    }
+    let numbers = (major(found.st_rdev), minor(found.st_rdev));
+    if numbers != (want_major, want_minor) {
+        return Err(format!(
+            "{name} is {numbers:?}, not ({want_major}, {want_minor})"
+        ));
+    }
+    match found.st_mode & 0o7777 {
+        0o666 => Ok(()),
+        mode => Err(format!(
+            "{name} has mode {mode:o}, not 666 (the umask took bits off)"
+        )),
+    }
 }
 
 /// The mount points of this mount namespace.

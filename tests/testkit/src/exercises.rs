@@ -1,24 +1,28 @@
 //! Feedback for the student, one exercise at a time.
 //!
-//! * [`blank_exercise`] and [`fail_on_blank_exercise`]: when a process stops
-//!   at an exercise that is still a `todo!()`, the test says which one
-//!   instead of only "exited with 101".
+//! * [`blank_exercise`], [`fail_on_blank_exercise`] and [`call_exercise`]:
+//!   when a process or a call stops at an exercise that is still a `todo!()`,
+//!   the test says which one instead of only "exited with 101".
 //! * [`in_fresh_process`]: a test that calls an exercise's function directly
-//!   runs it in a fresh, nearly single-threaded copy of the test binary, where
-//!   `clone(2)`, `fork(2)` and changes to the mount namespace or the signal
-//!   mask are safe and cannot disturb the tests running beside it.
+//!   runs it in a fresh copy of the test binary that runs that test alone,
+//!   where `clone(2)`, `fork(2)` and changes to the mount namespace or the
+//!   signal mask are safe and cannot disturb the tests running beside it.
 //! * [`in_child`]: runs a closure in a child process cloned into new
 //!   namespaces, and brings back what went wrong there as a message.
 
 use crate::finished::Finished;
+use crate::process::{run_with_deadline, Ended};
 use crate::{poll_until, DEFAULT_DEADLINE};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::io::Read;
 use std::os::fd::OwnedFd;
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
 
 /// What `todo!("EXERCISE 3: ...")` prints when it is reached.
 const TODO_PREFIX: &str = "not yet implemented: ";
@@ -42,7 +46,7 @@ pub fn needs_exercise(exercise: &str) -> String {
 /// process that stopped at a blank exercise; the process's stderr is shown
 /// once, as it is.
 #[track_caller]
-pub fn fail_on_blank_exercise(output: &Output) {
+pub fn fail_on_blank_exercise(output: &std::process::Output) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     if let Some(exercise) = blank_exercise(&stderr) {
         eprintln!("--- the runtime's stderr ---\n{}", stderr.trim_end());
@@ -50,44 +54,69 @@ pub fn fail_on_blank_exercise(output: &Output) {
     }
 }
 
-/// Runs `command` to its end (killed after [`DEFAULT_DEADLINE`]) and returns
-/// its output ready for assertions, after failing at once,
-/// naming the exercise, if it stopped at a blank one.
+/// Calls an exercise's function in this process; if it reaches its
+/// `todo!()`, fails the test naming the exercise, like every other test.
+#[track_caller]
+pub fn call_exercise<T>(exercise: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(exercise)) {
+        Ok(value) => value,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            match blank_exercise(message) {
+                Some(exercise) => panic!("{}", needs_exercise(exercise)),
+                None => std::panic::resume_unwind(payload),
+            }
+        }
+    }
+}
+
+/// Runs `command` to its end (the whole process group it starts is killed
+/// after [`DEFAULT_DEADLINE`]) and returns its output, ready for assertions,
+/// after failing at once, naming the exercise, if it stopped at a blank one.
 #[track_caller]
 pub fn run_to_end(command: Command) -> Finished {
-    let output = assert_cmd::Command::from_std(command)
-        .timeout(DEFAULT_DEADLINE)
-        .output()
-        .expect("starting the command");
-    fail_on_blank_exercise(&output);
-    Finished::new(output)
+    let ended = run_with_deadline(command, DEFAULT_DEADLINE);
+    fail_on_blank_exercise(&ended.output);
+    Finished::new(ended)
 }
 
 /// Set in the fresh process to the name of the test it runs.
 const FRESH_PROCESS_VARIABLE: &str = "TESTKIT_FRESH_PROCESS";
 
-/// Runs `body` in a fresh copy of this test binary that runs only the test
-/// `name` (which must be the calling test's own name), and fails the test
-/// if `body` panics there or takes longer than [`DEFAULT_DEADLINE`].
+/// How long [`in_child`] waits: less than the fresh process's deadline, so
+/// that the inner wait, which knows what hung, is the one that reports it.
+const CHILD_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Runs `body` in a fresh copy of this test binary that runs only the
+/// calling test, and fails the test if `body` panics there or takes longer
+/// than [`DEFAULT_DEADLINE`]. Call it from the test function itself (the
+/// test is found by its thread's name, which libtest sets).
 ///
 /// Why: libtest runs tests on many threads at once, and `clone(2)` or
 /// `fork(2)` copy only the calling thread: a lock that another thread holds
 /// at that moment (malloc's, stdout's) stays locked forever in the child.
 /// The fresh process runs one test, so no other thread is busy.
 #[track_caller]
-pub fn in_fresh_process(name: &str, body: impl FnOnce()) {
+pub fn in_fresh_process(body: impl FnOnce()) {
     crate::require_root();
-    if std::env::var(FRESH_PROCESS_VARIABLE).is_ok_and(|running| running == name) {
+    let thread = std::thread::current();
+    let name = thread
+        .name()
+        .filter(|name| *name != "main")
+        .expect("in_fresh_process must be called from a test's own thread");
+    if let Ok(running) = std::env::var(FRESH_PROCESS_VARIABLE) {
+        assert_eq!(running, name, "the fresh process runs another test");
         return body();
     }
-    let output = run_fresh_process(name);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if output.status.success() && stdout.contains("1 passed") {
+    let ended = run_fresh_process(name);
+    let stdout = String::from_utf8_lossy(&ended.output.stdout);
+    let stderr = String::from_utf8_lossy(&ended.output.stderr);
+    if ended.output.status.success() && stdout.contains("1 passed") {
         return;
-    }
-    if !stdout.contains("running 1 test") {
-        panic!("in_fresh_process({name:?}): no test of that name in this binary:\n{stdout}");
     }
     eprintln!(
         "--- the fresh process running {name} ---\n{}",
@@ -95,42 +124,53 @@ pub fn in_fresh_process(name: &str, body: impl FnOnce()) {
     );
     match blank_exercise(&stderr) {
         Some(exercise) => panic!("{}", needs_exercise(exercise)),
-        None if output.status.code().is_none() => panic!(
+        None if ended.timed_out => panic!(
             "{name} did not finish within {DEFAULT_DEADLINE:?} and was killed (what it printed is \
              above): is something waiting forever?"
         ),
-        None => panic!("{name} failed in its fresh process (its message is above)"),
+        None if !stdout.contains("running 1 test") => {
+            panic!(
+                "the fresh process for {name} ran no test ({}):\n{stdout}",
+                ended.output.status
+            )
+        }
+        None => panic!(
+            "{name} failed in its fresh process ({}; its message is above)",
+            ended.output.status
+        ),
     }
 }
 
 /// Runs the current test binary with only the test `name`, on one thread,
-/// with a deadline; returns its output (status without a code when killed).
-fn run_fresh_process(name: &str) -> Output {
+/// with a deadline.
+fn run_fresh_process(name: &str) -> Ended {
     let binary = std::env::current_exe().expect("the path of the test binary");
     let mut command = Command::new(binary);
     command
         .args([name, "--exact", "--test-threads=1", "--nocapture"])
         .env(FRESH_PROCESS_VARIABLE, name)
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null());
-    assert_cmd::Command::from_std(command)
-        .timeout(DEFAULT_DEADLINE)
-        .output()
-        .unwrap_or_else(|e| panic!("starting the test binary for {name}: {e}"))
+        .env("RUST_BACKTRACE", "0");
+    run_with_deadline(command, DEFAULT_DEADLINE)
 }
 
 /// Runs `check` in a child process cloned into the new namespaces `flags`
 /// and returns what it returned. An error message travels back through a
-/// pipe; a panic in the child counts as an error too.
+/// pipe; a panic in the child counts as an error too, and so does a child
+/// that is still running after [`CHILD_DEADLINE`] (it is killed).
 ///
 /// Call it only from [`in_fresh_process`]: see there why.
 pub fn in_child(
     flags: CloneFlags,
     check: impl FnOnce() -> Result<(), String>,
 ) -> Result<(), String> {
-    let (read_end, write_end) = nix::unistd::pipe().expect("pipe(2)");
+    let _ = PARENTS_MOUNT_NAMESPACE.set(own_mount_namespace().expect("our mount namespace"));
+    let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe2(2)");
     let mut check = Some(check);
     let child = move || {
+        // Whatever happens to the test, the child must not outlive it.
+        if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
+            return 2;
+        }
         let check = check.take().expect("the child runs once");
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check))
             .unwrap_or_else(|_| Err("the check panicked (see the message above)".to_string()));
@@ -154,32 +194,85 @@ pub fn in_child(
         )
     }
     .expect("clone(2) for the check's child");
-    let status = wait_with_deadline(pid);
+    let exited = wait_with_deadline(pid, CHILD_DEADLINE);
     let message = read_message(read_end);
-    match status {
-        WaitStatus::Exited(_, 0) => Ok(()),
+    match exited {
+        Some(WaitStatus::Exited(_, 0)) => Ok(()),
         _ if !message.is_empty() => Err(message),
-        other => Err(format!("the check's child ended with {other:?}")),
+        None => Err(format!(
+            "the check did not finish within {CHILD_DEADLINE:?} and was killed: is something \
+             waiting forever?"
+        )),
+        Some(other) => Err(format!("the check's child ended with {other:?}")),
     }
+}
+
+/// Waits for `pid`; kills it after `deadline` and returns `None`.
+fn wait_with_deadline(pid: Pid, deadline: Duration) -> Option<WaitStatus> {
+    let exited = poll_until(deadline, || {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => None,
+            other => Some(other.expect("waitpid for the check's child")),
+        }
+    });
+    if exited.is_none() {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+    }
+    exited
+}
+
+/// What the child wrote to the pipe before it exited. Read without
+/// blocking: a process the check forked may still hold the write end.
+fn read_message(read_end: OwnedFd) -> String {
+    let _ = fcntl(&read_end, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    let mut bytes = Vec::new();
+    let _ = std::fs::File::from(read_end).read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The mount namespace of the process that called [`in_child`], as the child
+/// finds it in its copy of the parent's memory.
+static PARENTS_MOUNT_NAMESPACE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The target of /proc/self/ns/mnt, which names this process's mount namespace.
+fn own_mount_namespace() -> Result<PathBuf, String> {
+    std::fs::read_link("/proc/self/ns/mnt").map_err(|e| format!("readlink /proc/self/ns/mnt: {e}"))
+}
+
+/// Fails unless this is a child of [`in_child`] in a mount namespace of its
+/// own: the mount helpers below would change the host's mounts otherwise.
+fn ensure_own_mount_namespace() -> Result<(), String> {
+    match PARENTS_MOUNT_NAMESPACE.get() {
+        Some(parents) if *parents != own_mount_namespace()? => Ok(()),
+        _ => Err(
+            "refusing to change mount propagation outside a child of in_child with a new \
+                  mount namespace"
+                .into(),
+        ),
+    }
+}
+
+/// For a child in a new mount namespace: makes every mount private, so that
+/// nothing the test mounts can reach the host.
+pub fn cut_from_the_host() -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    ensure_own_mount_namespace()?;
+    let flags = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+        .map_err(|e| format!("mount --make-rprivate /: {e}"))
 }
 
 /// For a child in a new mount namespace: cuts every mount off from the host
 /// (so nothing done here can reach it), then makes them all shared among
-/// themselves, the way systemd makes `/` shared at boot. A runtime that
+/// themselves, the way systemd makes them shared at boot. A runtime that
 /// forgets MS_PRIVATE is then caught without any risk to the host.
 pub fn share_every_mount_here() -> Result<(), String> {
     use nix::mount::{mount, MsFlags};
-    for propagation in [MsFlags::MS_PRIVATE, MsFlags::MS_SHARED] {
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | propagation,
-            None::<&str>,
-        )
-        .map_err(|e| format!("mount --make-r{propagation:?} /: {e}"))?;
-    }
-    Ok(())
+    cut_from_the_host()?;
+    let flags = MsFlags::MS_REC | MsFlags::MS_SHARED;
+    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+        .map_err(|e| format!("mount --make-rshared /: {e}"))
 }
 
 /// The mount points still shared in this mount namespace, from
@@ -192,25 +285,15 @@ pub fn shared_mount_points() -> Vec<String> {
         .collect()
 }
 
-/// Waits for `pid`, killing it after [`DEFAULT_DEADLINE`].
-fn wait_with_deadline(pid: Pid) -> WaitStatus {
-    let flags = Some(nix::sys::wait::WaitPidFlag::WNOHANG);
-    let exited = poll_until(DEFAULT_DEADLINE, || match waitpid(pid, flags) {
-        Ok(WaitStatus::StillAlive) => None,
-        other => Some(other.expect("waitpid for the check's child")),
-    });
-    exited.unwrap_or_else(|| {
-        let _ = kill(pid, Signal::SIGKILL);
-        waitpid(pid, None).expect("waitpid for the killed child")
-    })
-}
-
-/// Everything written to the pipe whose write end the child held (and we
-/// dropped when the closure moved into the child's copy).
-fn read_message(read_end: OwnedFd) -> String {
-    let mut message = String::new();
-    let _ = std::fs::File::from(read_end).read_to_string(&mut message);
-    message
+/// An error message for mounts still shared: the first few of them.
+pub fn still_shared_message(shared: &[String]) -> String {
+    let first: Vec<&str> = shared.iter().take(3).map(String::as_str).collect();
+    format!(
+        "{} mounts are still shared ({}{}): was MS_PRIVATE passed with MS_REC, on /?",
+        shared.len(),
+        first.join(", "),
+        if shared.len() > 3 { ", ..." } else { "" }
+    )
 }
 
 #[cfg(test)]
@@ -232,5 +315,34 @@ mod tests {
     fn other_todos_and_errors_name_no_exercise() {
         assert_eq!(blank_exercise("not yet implemented: later\n"), None);
         assert_eq!(blank_exercise("sh: nope: not found\n"), None);
+    }
+
+    #[test]
+    fn a_blank_exercise_called_in_process_is_named() {
+        let panic =
+            std::panic::catch_unwind(|| call_exercise(|| -> u32 { todo!("EXERCISE 2: add one") }))
+                .unwrap_err();
+        let message = panic.downcast_ref::<String>().unwrap();
+        assert!(
+            message.starts_with("this test needs EXERCISE 2: add one"),
+            "{message}"
+        );
+        assert_eq!(call_exercise(|| 7), 7);
+    }
+
+    #[test]
+    fn the_mount_helpers_refuse_the_hosts_namespace() {
+        assert!(cut_from_the_host().is_err());
+        assert!(share_every_mount_here().is_err());
+    }
+
+    #[test]
+    fn only_the_first_shared_mounts_are_named() {
+        let shared: Vec<String> = ["/", "/proc", "/sys", "/dev"].map(String::from).to_vec();
+        let message = still_shared_message(&shared);
+        assert!(
+            message.starts_with("4 mounts are still shared (/, /proc, /sys, ...)"),
+            "{message}"
+        );
     }
 }

@@ -5,6 +5,8 @@
 //! as they are: a student reads the runtime's own message, not an escaped
 //! copy of it printed twice.
 
+use crate::process::Ended;
+use crate::DEFAULT_DEADLINE;
 use assert_cmd::assert::IntoOutputPredicate;
 use predicates::Predicate;
 use std::process::Output;
@@ -13,12 +15,16 @@ use std::process::Output;
 #[derive(Debug)]
 pub struct Finished {
     output: Output,
+    timed_out: bool,
 }
 
 impl Finished {
-    /// Wraps the output of a finished command.
-    pub fn new(output: Output) -> Self {
-        Finished { output }
+    /// Wraps how a command ended.
+    pub fn new(ended: Ended) -> Self {
+        Finished {
+            output: ended.output,
+            timed_out: ended.timed_out,
+        }
     }
 
     /// What the command printed, and how it ended.
@@ -35,7 +41,7 @@ impl Finished {
     #[track_caller]
     pub fn success(self) -> Self {
         if !self.output.status.success() {
-            self.fail(&format!("the command failed ({})", self.output.status));
+            self.fail(&format!("the command failed ({})", self.status()));
         }
         self
     }
@@ -46,7 +52,7 @@ impl Finished {
         if self.output.status.code() != Some(expected) {
             self.fail(&format!(
                 "expected exit code {expected}, got {}",
-                self.output.status
+                self.status()
             ));
         }
         self
@@ -80,13 +86,22 @@ impl Finished {
         self
     }
 
+    /// How the command ended, in words.
+    fn status(&self) -> String {
+        if self.timed_out {
+            format!("it did not finish within {DEFAULT_DEADLINE:?} and was killed")
+        } else {
+            self.output.status.to_string()
+        }
+    }
+
     #[track_caller]
     fn fail(&self, what: &str) -> ! {
         eprintln!(
             "--- stdout ---\n{}--- stderr ---\n{}--- ({}) ---",
             String::from_utf8_lossy(&self.output.stdout),
             String::from_utf8_lossy(&self.output.stderr),
-            self.output.status
+            self.status()
         );
         panic!("{what} (the command's output is above)")
     }
@@ -98,7 +113,9 @@ mod tests {
     use std::process::Command;
 
     fn finished(script: &str) -> Finished {
-        Finished::new(Command::new("sh").args(["-c", script]).output().unwrap())
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        Finished::new(crate::process::run_with_deadline(command, DEFAULT_DEADLINE))
     }
 
     #[test]
@@ -121,5 +138,16 @@ mod tests {
         let panic = std::panic::catch_unwind(|| finished("echo no").stdout("yes\n")).unwrap_err();
         let message = panic.downcast_ref::<String>().unwrap();
         assert!(message.starts_with("stdout does not match"), "{message}");
+    }
+
+    #[test]
+    fn a_command_past_its_deadline_is_killed_with_what_it_left_behind() {
+        let mut command = Command::new("sh");
+        // The background sleep keeps stdout open after sh is gone.
+        command.args(["-c", "sleep 60 & echo started; sleep 60"]);
+        let ended =
+            crate::process::run_with_deadline(command, std::time::Duration::from_millis(300));
+        assert!(ended.timed_out);
+        assert_eq!(ended.output.stdout, b"started\n");
     }
 }

@@ -29,11 +29,11 @@ pub mod sandbox;
 pub mod snapshots;
 
 pub use exercises::{
-    fail_on_blank_exercise, in_child, in_fresh_process, run_to_end, share_every_mount_here,
-    shared_mount_points,
+    call_exercise, cut_from_the_host, fail_on_blank_exercise, in_child, in_fresh_process,
+    run_to_end, share_every_mount_here, shared_mount_points, still_shared_message,
 };
 pub use finished::Finished;
-pub use process::{Running, DEFAULT_DEADLINE};
+pub use process::{run_with_deadline, Ended, Running, DEFAULT_DEADLINE};
 pub use rootfs::{busybox_rootfs, private_busybox_rootfs};
 pub use sandbox::Sandbox;
 pub use snapshots::snapshot_settings;
@@ -158,11 +158,13 @@ exit $code"#
         };
     }
     sandbox.mark(&mut wrapped);
-    let output = assert_cmd::Command::from_std(wrapped)
-        .timeout(DEFAULT_DEADLINE)
-        .output()
-        .expect("running unshare");
-    fail_on_blank_exercise(&output);
+    let ended = run_with_deadline(wrapped, DEFAULT_DEADLINE);
+    fail_on_blank_exercise(&ended.output);
+    assert!(
+        !ended.timed_out,
+        "the command did not finish within {DEFAULT_DEADLINE:?}: {ended:?}"
+    );
+    let output = ended.output;
     let before = std::fs::read_to_string(sandbox.join("before")).expect("the mount table before");
     let after = std::fs::read_to_string(sandbox.join("after")).expect("the mount table after");
     if propagation == Propagation::Shared {

@@ -5,15 +5,62 @@ use crate::poll_until;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ExitStatus};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long a test waits for anything before it fails: generous, because a
 /// loaded 2-core machine is slow, and harmless, because waits end as soon as
 /// their condition holds.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How a command run with [`run_with_deadline`] ended.
+#[derive(Debug)]
+pub struct Ended {
+    /// Its exit status and everything it printed.
+    pub output: Output,
+    /// Whether it was killed because the deadline had passed.
+    pub timed_out: bool,
+}
+
+/// Runs `command` to its end, with no stdin, in a process group of its own,
+/// and kills the whole group if it is still running after `deadline`.
+///
+/// Its stdout and stderr go to files, not pipes: a process it left behind
+/// that still holds them cannot make the test wait for an end of file that
+/// never comes, and the group kill takes such processes down too.
+pub fn run_with_deadline(mut command: Command, deadline: Duration) -> Ended {
+    let dir = tempfile::tempdir().expect("a temp dir for the command's output");
+    let file = |name: &str| std::fs::File::create(dir.path().join(name)).expect("an output file");
+    command
+        .stdin(Stdio::null())
+        .stdout(file("stdout"))
+        .stderr(file("stderr"))
+        .process_group(0);
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {command:?}: {e}"));
+    let exited = poll_until(deadline, || child.try_wait().expect("waitpid"));
+    let timed_out = exited.is_none();
+    let status = exited.unwrap_or_else(|| {
+        // The group's ID is its leader's PID, a process this test started.
+        let group = Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
+        child.wait().expect("waitpid after the kill")
+    });
+    let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap_or_default();
+    Ended {
+        output: Output {
+            status,
+            stdout: read("stdout"),
+            stderr: read("stderr"),
+        },
+        timed_out,
+    }
+}
 
 /// A child process whose stdout is read line by line in the background, and
 /// whose stderr is collected for failure messages. Dropping it kills the
@@ -24,6 +71,7 @@ pub struct Running {
     lines: Receiver<String>,
     seen: Vec<String>,
     stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<JoinHandle<()>>,
 }
 
 impl Running {
@@ -42,7 +90,7 @@ impl Running {
             }
         });
         let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(mut pipe) = child.stderr.take() {
+        let stderr_reader = child.stderr.take().map(|mut pipe| {
             let collected = Arc::clone(&stderr);
             std::thread::spawn(move || {
                 let mut chunk = [0u8; 4096];
@@ -50,13 +98,14 @@ impl Running {
                     let text = String::from_utf8_lossy(&chunk[..read]);
                     collected.lock().unwrap().push_str(&text);
                 }
-            });
-        }
+            })
+        });
         Running {
             child,
             lines,
             seen: Vec::new(),
             stderr,
+            stderr_reader,
         }
     }
 
@@ -97,7 +146,14 @@ impl Running {
     /// Fails the test because of `what`, showing the process's stderr once,
     /// as it is, and naming the exercise when it stopped at a blank one.
     #[track_caller]
-    pub fn fail(&self, what: &str) -> ! {
+    pub fn fail(&mut self, what: &str) -> ! {
+        // Once the process has exited, the reader thread may still hold its
+        // last words (the exercise's todo!() message): let it finish.
+        if let (Ok(Some(_)), Some(reader)) = (self.child.try_wait(), &self.stderr_reader) {
+            poll_until(Duration::from_secs(2), || {
+                reader.is_finished().then_some(())
+            });
+        }
         let stderr = self.stderr();
         eprintln!("--- the process's stderr ---\n{}", stderr.trim_end());
         if let Some(exercise) = blank_exercise(&stderr) {
