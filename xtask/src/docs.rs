@@ -37,7 +37,7 @@ pub fn run(root: &Path, serve: bool, address: &str) -> Result<()> {
             std::env::consts::OS
         );
     }
-    let target_dir = target_dir(root)?;
+    let target_dir = crate::target_dir(root);
     let crates = crates_the_steps_use(root)?;
     build(root, &target_dir, &crates)?;
     let doc_dir = target_dir.join("doc");
@@ -68,25 +68,6 @@ impl Package {
     /// where its package's name has `-`.
     fn doc_dir_name(&self) -> String {
         self.name.replace('-', "_")
-    }
-}
-
-/// Where cargo builds. CARGO_TARGET_DIR wins when set (the VM sets it, to
-/// keep builds off the shared folder); cargo reads a relative one from the
-/// directory it was started in, and so do we. Otherwise target/ in the
-/// workspace (the workspace sets no build.target-dir).
-fn target_dir(root: &Path) -> Result<PathBuf> {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if !dir.is_empty() => {
-            let dir = PathBuf::from(dir);
-            if dir.is_absolute() {
-                Ok(dir)
-            } else {
-                let here = std::env::current_dir().context("reading the current directory")?;
-                Ok(here.join(dir))
-            }
-        }
-        _ => Ok(root.join("target")),
     }
 }
 

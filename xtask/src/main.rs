@@ -62,13 +62,15 @@ enum Task {
         #[arg(value_name = "STEP")]
         only: Vec<String>,
     },
-    /// Build the API docs (the workspace, nix, std's links) and serve them
-    /// on http://localhost:3001, for reading offline
+    /// Build the API docs of the crates the steps use (nix and the others,
+    /// with their dependencies) and serve them on http://localhost:3001, for
+    /// reading offline
     Docs {
-        /// Only build them; print where they are
+        /// Only build them; print the path of their index page
         #[arg(long)]
         no_serve: bool,
-        /// The address to serve on (in the VM: 0.0.0.0, forwarded to the host)
+        /// The address to serve on (in the VM: 0.0.0.0:3001, which the VM
+        /// forwards to the host)
         #[arg(long, default_value = "127.0.0.1:3001")]
         address: String,
     },
@@ -120,6 +122,8 @@ fn test_everything(root: &Path) -> Result<()> {
     cargo(root, &["test", "--workspace", "--exclude", "step-*"])?;
     section("verify: every acceptance test passes on its solution and fails on its starter");
     let verified = verify::run(root, &[])?;
+    section("kernel-test: the tests on Debian's 6.1 and 6.12 kernels, cgroup v2 only (qemu)");
+    kernel::run(root, "all", false, &[])?;
     section("book");
     book::build(root)?;
     println!("\nxtask test: all checks passed ({verified} acceptance tests verified)");
@@ -136,6 +140,18 @@ fn workspace_root() -> PathBuf {
         .parent()
         .expect("xtask lives inside the workspace")
         .to_path_buf()
+}
+
+/// The workspace's target directory, where cargo builds: CARGO_TARGET_DIR
+/// (the VM sets it), which cargo takes relative to the directory it was
+/// started in, and so do we; otherwise target/ in the workspace.
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => {
+            std::path::absolute(PathBuf::from(dir)).unwrap_or_else(|_| root.join("target"))
+        }
+        _ => root.join("target"),
+    }
 }
 
 /// A cargo command in `root`: the cargo that runs xtask (CARGO), so that a

@@ -239,7 +239,7 @@ impl ScratchWorkspace {
     ];
 
     fn create(root: &Path) -> Result<Self> {
-        let base = target_dir(root).join("xtask-verify");
+        let base = crate::target_dir(root).join("xtask-verify");
         let copy = base.join("workspace");
         if copy.exists() {
             std::fs::remove_dir_all(&copy)
@@ -259,14 +259,6 @@ impl ScratchWorkspace {
         steps::write_step(&self.root, step, blanks)?;
         acceptance_outcomes(&self.root, &format!("step-{step}"), Some(&self.target))
     }
-}
-
-/// The workspace's target directory: CARGO_TARGET_DIR (the VM sets it) or
-/// target/.
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
 }
 
 /// Copies a file, or a directory without its `target/` folders.

@@ -65,10 +65,7 @@ impl Finished {
         I: IntoOutputPredicate<P>,
         P: Predicate<[u8]>,
     {
-        let predicate = expected.into_output();
-        if !predicate.eval(&self.output.stdout) {
-            self.fail(&format!("stdout does not match: {predicate}"));
-        }
+        self.expect_stream("stdout", &self.output.stdout, expected.into_output());
         self
     }
 
@@ -79,11 +76,15 @@ impl Finished {
         I: IntoOutputPredicate<P>,
         P: Predicate<[u8]>,
     {
-        let predicate = expected.into_output();
-        if !predicate.eval(&self.output.stderr) {
-            self.fail(&format!("stderr does not match: {predicate}"));
-        }
+        self.expect_stream("stderr", &self.output.stderr, expected.into_output());
         self
+    }
+
+    #[track_caller]
+    fn expect_stream(&self, name: &str, bytes: &[u8], predicate: impl Predicate<[u8]>) {
+        if !predicate.eval(bytes) {
+            self.fail(&format!("{name} does not match: {predicate}"));
+        }
     }
 
     /// How the command ended, in words.
