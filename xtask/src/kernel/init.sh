@@ -53,6 +53,11 @@ mkdir -p /upper/data /upper/work
 mount -t overlay -o lowerdir=/lower,upperdir=/upper/data,workdir=/upper/work overlay /newroot ||
     fail "mount the overlay on the host's /"
 
+# /tmp and /run first: a workspace cloned under /tmp (as CI's may be) is
+# mounted on top of the guest's /tmp, not hidden by it.
+mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp || fail "mount /tmp"
+mount -t tmpfs -o mode=0755 tmpfs /newroot/run || fail "mount /run"
+
 # Read-write shares: no cache, so that the host sees what the guest wrote.
 for share in $(echo "$shares" | tr ',' ' '); do
     tag="${share%%=*}"
@@ -74,8 +79,6 @@ mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 sys/fs/cgroup ||
 mkdir -p dev/pts dev/shm
 mount -t devpts -o gid=5,mode=0620,ptmxmode=0666 devpts dev/pts || fail "mount devpts"
 mount -t tmpfs -o mode=1777 tmpfs dev/shm || fail "mount /dev/shm"
-mount -t tmpfs -o mode=1777 tmpfs tmp || fail "mount /tmp"
-mount -t tmpfs -o mode=0755 tmpfs run || fail "mount /run"
 
 [ -n "$script" ] || fail "no kernel_test_script= on the kernel command line"
 exec switch_root /newroot /bin/sh "$script"
