@@ -30,6 +30,7 @@ readonly APT_MAX_AGE="${TARA_APT_MAX_AGE:-3600}"
 readonly APT_PACKAGES=(
   build-essential pkg-config git curl ca-certificates busybox-static
   iproute2 iptables procps psmisc util-linux sudo shellcheck python3
+  umoci skopeo
 )
 readonly REQUIRED_CGROUP_CONTROLLERS=(memory pids cpu)
 # Where this script lies: vagrant/ in the repository, or /tmp when Vagrant

@@ -37,7 +37,7 @@ impl RunArgs {
 }
 
 /// A hostname the kernel accepts: 1 to 64 bytes (HOST_NAME_MAX).
-fn parse_hostname(name: &str) -> Result<String, String> {
+pub fn parse_hostname(name: &str) -> Result<String, String> {
     match name.len() {
         0 => Err("the hostname must not be empty".into()),
         1..=64 => Ok(name.to_string()),
