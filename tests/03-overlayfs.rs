@@ -253,7 +253,7 @@ fn apply_oci_marker_makes_overlay_whiteouts_and_opaque_dirs() {
     let sandbox = Sandbox::new();
     let dir = sandbox.path();
     let apply = |name: &str| {
-        call_exercise(|| lesson::layer::apply_oci_marker(dir, name.as_ref()))
+        call_exercise(|| lesson::whiteout::apply_oci_marker(dir, name.as_ref()))
             .unwrap_or_else(|e| panic!("apply_oci_marker({name}): {e:#}"))
     };
     assert!(!apply("plain-file"), "a plain entry is no marker");
@@ -277,7 +277,7 @@ fn apply_oci_marker_makes_overlay_whiteouts_and_opaque_dirs() {
 
 #[test]
 fn oci_form_reads_whiteouts_and_opaque_dirs() {
-    use lesson::layer::OciForm;
+    use lesson::whiteout::OciForm;
     let sandbox = Sandbox::new();
     let dir = sandbox.path();
     std::fs::write(dir.join("file"), "x").unwrap();
@@ -295,7 +295,7 @@ fn oci_form_reads_whiteouts_and_opaque_dirs() {
     let form = |name: &str| {
         let path = dir.join(name);
         let metadata = std::fs::symlink_metadata(&path).unwrap();
-        call_exercise(|| lesson::layer::oci_form(&path, &metadata))
+        call_exercise(|| lesson::whiteout::oci_form(&path, &metadata))
             .unwrap_or_else(|e| panic!("oci_form({name}): {e:#}"))
     };
     assert!(matches!(form("file"), OciForm::Plain));
@@ -751,6 +751,13 @@ fn malicious_layers_are_refused_and_write_nothing_outside() {
         ),
         ("a-disk", vec![("disk", Block, "", "")]),
         (
+            "hard-link-through-a-symlink",
+            vec![
+                ("link", Symlink, &outside_text, ""),
+                ("stolen", Link, "link/secret", ""),
+            ],
+        ),
+        (
             "dir-then-dot-dot",
             vec![
                 ("a/", Directory, "", ""),
@@ -781,6 +788,8 @@ fn malicious_layers_are_refused_and_write_nothing_outside() {
         );
         assert_eq!(store.fingerprint(), before, "{name}: the store changed");
     }
+    let secret = std::fs::metadata(outside.join("secret")).unwrap();
+    assert_eq!(secret.nlink(), 1, "a hard link to a file outside was made");
     let left: Vec<_> = std::fs::read_dir(&outside)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -1146,12 +1155,142 @@ fn names_ids_and_exit_codes_are_dockers() {
         .run(&["run", "--name", "c2", "img", "--", "/no-such-command"])
         .code(127);
     // A name that is also the start of another container's ID is free.
+    // (Three hex digits: never "c1" or "c2", the names taken above.)
     let id = store
         .container_dir("c1")
         .file_name()
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    store.ok(&["run", "--name", &id[..2], "img", "--", "true"]);
-    assert!(store.ok(&["ps", "-a"]).contains(&format!(" {} ", &id[..2])));
+    store.ok(&["run", "--name", &id[..3], "img", "--", "true"]);
+    assert!(store.ok(&["ps", "-a"]).contains(&format!(" {} ", &id[..3])));
+}
+
+#[test]
+fn aufs_metadata_is_skipped_and_long_header_bombs_are_refused() {
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+    let sandbox = Sandbox::new();
+    let store = Store::new(&sandbox);
+    store.import_busybox();
+    let aufs = sandbox.join("aufs.tar");
+    let entries = [
+        (".wh..wh.plnk/", ""),
+        (".wh..wh.plnk/1234.5678", "x"),
+        (".wh..wh.aufs", ""),
+        ("etc/", ""),
+        ("etc/.wh..wh.orph", ""),
+        ("etc/kept", "kept"),
+    ];
+    std::fs::write(&aufs, tar_with(&entries)).unwrap();
+    store.ok(&[
+        "image",
+        "import",
+        "--parent",
+        "busybox",
+        "aufs",
+        aufs.to_str().unwrap(),
+    ]);
+    let listed = store.ok(&["run", "--rm", "aufs", "--", "ls", "-a", "/", "/etc"]);
+    assert!(!listed.contains(".wh."), "{listed}");
+    assert!(listed.contains("kept"), "{listed}");
+    // A GNU long-name header that announces 600 MiB: a few kB compressed.
+    let mut header = tar::Header::new_gnu();
+    header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    header.set_entry_type(tar::EntryType::GNULongName);
+    header.set_size(600 << 20);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_cksum();
+    let mut gzip = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(header.as_bytes()).unwrap();
+    gzip.write_all(&vec![b'a'; 2 << 20]).unwrap();
+    let bomb = sandbox.join("bomb.tar.gz");
+    std::fs::write(&bomb, gzip.finish().unwrap()).unwrap();
+    let before = store.fingerprint();
+    let refused = store
+        .run(&[
+            "image",
+            "import",
+            "--parent",
+            "busybox",
+            "bomb",
+            bomb.to_str().unwrap(),
+        ])
+        .code(125);
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    assert!(stderr.contains("more than 1 MiB"), "{stderr}");
+    assert_eq!(
+        store.fingerprint(),
+        before,
+        "a refused bomb changed the store"
+    );
+}
+
+#[test]
+fn concurrent_commands_on_one_store_are_serialized() {
+    let sandbox = Sandbox::new();
+    let store = Store::new(&sandbox);
+    store.import_busybox();
+    // Four imports of four layers and four containers at once: the lock
+    // makes them take turns where they change the store.
+    let mut running = Vec::new();
+    for n in 0..4 {
+        let layer = sandbox.join(&format!("layer{n}"));
+        std::fs::create_dir(&layer).unwrap();
+        std::fs::write(layer.join(format!("file{n}")), n.to_string()).unwrap();
+        let name = format!("img{n}");
+        let import = [
+            "image",
+            "import",
+            "--parent",
+            "busybox",
+            &name,
+            layer.to_str().unwrap(),
+        ];
+        running.push(sandbox.spawn(store.command(&import)));
+        let script = format!("echo {n} > /mine");
+        let run = [
+            "run",
+            "--name",
+            &format!("c{n}"),
+            "busybox",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ];
+        running.push(sandbox.spawn(store.command(&run)));
+    }
+    for mut process in running {
+        let (status, _) = process.wait();
+        if !status.success() {
+            process.fail("a concurrent command failed");
+        }
+    }
+    let images = store.ok(&["image", "ls"]);
+    assert_eq!(
+        images.lines().count(),
+        6,
+        "a header, busybox and four images:\n{images}"
+    );
+    let containers = store.ok(&["ps", "-a"]);
+    assert_eq!(containers.lines().count(), 5, "{containers}");
+    assert_eq!(
+        std::fs::read_dir(store.root.join("tmp")).unwrap().count(),
+        0
+    );
+    for n in 0..4 {
+        let seen = store.ok(&[
+            "run",
+            "--rm",
+            &format!("img{n}"),
+            "--",
+            "cat",
+            &format!("/file{n}"),
+        ]);
+        assert_eq!(seen, n.to_string());
+    }
 }

@@ -25,3 +25,4 @@ pub mod image;
 pub mod layer;
 pub mod overlay;
 pub mod store;
+pub mod whiteout;

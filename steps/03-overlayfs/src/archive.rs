@@ -20,7 +20,8 @@
 //! `docker save` writes an older format: a `manifest.json` listing the
 //! config file and the layer tars by their paths in the archive.
 
-use crate::layer::{self, HashingReader, Layer};
+use crate::image::MAX_LAYERS;
+use crate::layer::{self, for_each_entry, HashingReader, Layer};
 use crate::store::{self, Locked, Store};
 use anyhow::{bail, Context, Result};
 use oci_spec::image::{
@@ -76,6 +77,16 @@ pub struct DockerSaveImage {
 /// The version of the layout format we read and write.
 const LAYOUT_VERSION: &str = "1.0.0";
 
+/// The largest JSON document of an image we read: index.json, a manifest,
+/// a config (a few KiB; a config with a long history, some 100 KiB). A larger
+/// one is refused before it is read: it would be held in memory whole.
+const MAX_JSON: u64 = 4 << 20;
+
+/// How deep indexes may nest: a layout's index.json may point to the index
+/// of a multi-platform image, which points to the manifests. Each level is a
+/// recursive call: a chain of thousands of indexes would overflow the stack.
+const MAX_INDEX_DEPTH: usize = 4;
+
 /// Tells sources apart: a directory with an `oci-layout` file is an OCI
 /// layout, any other directory a plain directory. A file must be a tar
 /// archive (maybe gzip), whose entries decide: an `oci-layout` makes it an
@@ -94,25 +105,26 @@ pub fn detect(source: &Path) -> Result<SourceKind> {
 }
 
 fn detect_archive(file: File) -> Result<SourceKind> {
-    let mut archive = tar::Archive::new(layer::uncompressed(BufReader::new(file))?);
-    let mut kind = SourceKind::LayerTar;
-    let mut entries = 0;
-    for entry in archive.entries()? {
-        let entry = entry?;
-        let path = entry.path()?;
-        entries += 1;
-        if is_top_level(&path, "oci-layout") {
-            // Docker 25 and later write both: the OCI layout is the standard.
-            return Ok(SourceKind::OciArchive);
-        }
-        if is_top_level(&path, "manifest.json") {
-            kind = SourceKind::DockerArchive;
-        }
-    }
-    if entries == 0 {
-        bail!("no entries");
-    }
-    Ok(kind)
+    let (mut entries, mut oci_layout, mut manifest_json) = (0, false, false);
+    let no_setup = |_: &mut tar::Archive<_>| {};
+    for_each_entry(
+        layer::uncompressed(BufReader::new(file))?,
+        no_setup,
+        |entry| {
+            let path = entry.path()?;
+            entries += 1;
+            oci_layout |= is_top_level(&path, "oci-layout");
+            manifest_json |= is_top_level(&path, "manifest.json");
+            Ok(())
+        },
+    )?;
+    Ok(match (entries, oci_layout, manifest_json) {
+        (0, _, _) => bail!("no entries"),
+        // Docker 25 and later write both: the OCI layout is the standard.
+        (_, true, _) => SourceKind::OciArchive,
+        (_, false, true) => SourceKind::DockerArchive,
+        (_, false, false) => SourceKind::LayerTar,
+    })
 }
 
 /// Is `path` (of an archive entry) the file `name` at the archive's top?
@@ -128,7 +140,8 @@ fn is_top_level(path: &Path, name: &str) -> bool {
 pub fn import_oci_layout(store: &Store, lock: &Locked, dir: &Path) -> Result<Imported> {
     check_layout_version(dir)?;
     let index: ImageIndex = read_json(&file_in(dir, "index.json")?)?;
-    let manifest = find_manifest(dir, &index)?;
+    let manifest = find_manifest(dir, &index, 1)?;
+    check_layer_count(manifest.layers().len())?;
     let config = parse_config(&read_blob(dir, manifest.config())?)?;
     // Every blob is checked before any is unpacked: a corrupt image leaves
     // nothing in the store.
@@ -160,11 +173,15 @@ fn check_layout_version(dir: &Path) -> Result<()> {
 
 /// The manifest the index points to; through a nested index (a
 /// multi-platform image), to the manifest for this machine.
-fn find_manifest(dir: &Path, index: &ImageIndex) -> Result<ImageManifest> {
+/// `depth` counts the indexes read so far, index.json included.
+fn find_manifest(dir: &Path, index: &ImageIndex, depth: usize) -> Result<ImageManifest> {
     let descriptor = choose_manifest(index)?;
     let blob = read_blob(dir, descriptor)?;
     if is_index(descriptor.media_type()) {
-        return find_manifest(dir, &parse_json(&blob, descriptor)?);
+        if depth == MAX_INDEX_DEPTH {
+            bail!("the indexes nest deeper than {MAX_INDEX_DEPTH} levels");
+        }
+        return find_manifest(dir, &parse_json(&blob, descriptor)?, depth + 1);
     }
     parse_json(&blob, descriptor)
 }
@@ -200,9 +217,19 @@ fn verified_layer_blob(dir: &Path, descriptor: &Descriptor) -> Result<PathBuf> {
         );
     }
     let path = blob_path(dir, descriptor)?;
+    check_blob_length(descriptor, &path)?;
     let (digest, size) = hash_file(&path)?;
     check_blob(descriptor, &digest, size)?;
     Ok(path)
+}
+
+/// At most [`MAX_LAYERS`] layers, checked before any is read: the store
+/// would refuse a bigger image anyway, after unpacking all of it.
+fn check_layer_count(count: usize) -> Result<()> {
+    if count > MAX_LAYERS {
+        bail!("the image has {count} layers: at most {MAX_LAYERS} are supported (as docker)");
+    }
+    Ok(())
 }
 
 /// `blobs/<algorithm>/<hex>`: only sha256 digests are supported.
@@ -231,12 +258,21 @@ fn file_in(dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(resolved)
 }
 
-/// Reads a (small) blob, checked against its digest and size.
+/// Reads a JSON blob (an index, a manifest, a config), checked against its
+/// descriptor: its size, before it is read, then its digest.
 fn read_blob(dir: &Path, descriptor: &Descriptor) -> Result<Vec<u8>> {
     let path = blob_path(dir, descriptor)?;
-    let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    check_blob_length(descriptor, &path)?;
+    let bytes = read_json_file(&path)?;
     check_blob(descriptor, &sha256_digest(&bytes), bytes.len() as u64)?;
     Ok(bytes)
+}
+
+/// Compares the length of the blob file `path` with its descriptor's size,
+/// before a byte of it is read.
+fn check_blob_length(descriptor: &Descriptor, path: &Path) -> Result<()> {
+    let metadata = fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
+    check_size(descriptor, metadata.len())
 }
 
 fn check_blob(descriptor: &Descriptor, digest: &str, size: u64) -> Result<()> {
@@ -244,9 +280,14 @@ fn check_blob(descriptor: &Descriptor, digest: &str, size: u64) -> Result<()> {
     if digest != expected {
         bail!("blob {expected} is corrupt: its content has the digest {digest}");
     }
+    check_size(descriptor, size)
+}
+
+fn check_size(descriptor: &Descriptor, size: u64) -> Result<()> {
     if size != descriptor.size() {
         bail!(
-            "blob {expected} has {size} bytes, its descriptor says {}",
+            "blob {} has {size} bytes, its descriptor says {}",
+            descriptor.digest(),
             descriptor.size()
         );
     }
@@ -268,8 +309,30 @@ fn sha256_digest(bytes: &[u8]) -> String {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = read_json_file(path)?;
     serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// The bytes of `path`, a JSON document: at most [`MAX_JSON`], checked
+/// before reading (and the reading stops there, should the file grow).
+fn read_json_file(path: &Path) -> Result<Vec<u8>> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let length = file
+        .metadata()
+        .with_context(|| format!("stat {}", path.display()))?
+        .len();
+    if length > MAX_JSON {
+        bail!(
+            "{} has {length} bytes: an image's JSON documents may have at most {} MiB",
+            path.display(),
+            MAX_JSON >> 20
+        );
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_JSON)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(bytes)
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], descriptor: &Descriptor) -> Result<T> {
@@ -343,17 +406,19 @@ pub fn import_archive(
 
 fn unpack_archive(file: &Path, dir: &Path) -> Result<()> {
     let reader = File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    let mut archive = tar::Archive::new(layer::uncompressed(BufReader::new(reader))?);
-    for entry in archive.entries().context("reading the archive")? {
-        let mut entry = entry.context("reading the archive")?;
-        let path = entry
-            .path()
-            .context("reading an entry's path")?
-            .into_owned();
-        unpack_plain_entry(&mut entry, &path, dir)
-            .with_context(|| format!("unpacking the archive's entry {}", path.display()))?;
-    }
-    Ok(())
+    let no_setup = |_: &mut tar::Archive<_>| {};
+    for_each_entry(
+        layer::uncompressed(BufReader::new(reader))?,
+        no_setup,
+        |entry| {
+            let path = entry
+                .path()
+                .context("reading an entry's path")?
+                .into_owned();
+            unpack_plain_entry(entry, &path, dir)
+                .with_context(|| format!("unpacking the archive's entry {}", path.display()))
+        },
+    )
 }
 
 /// Unpacks a file, a directory or a symbolic link (`docker save` links a
@@ -397,10 +462,8 @@ fn unpack_plain_entry<R: Read>(entry: &mut tar::Entry<R>, path: &Path, dir: &Pat
 fn import_docker_save(store: &Store, lock: &Locked, dir: &Path) -> Result<Imported> {
     let images: Vec<DockerSaveImage> = read_json(&file_in(dir, "manifest.json")?)?;
     let image = images.first().context("manifest.json lists no image")?;
-    let config_path = file_in(dir, &image.config)?;
-    let config =
-        fs::read(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
-    let config = parse_config(&config)?;
+    check_layer_count(image.layers.len())?;
+    let config = parse_config(&read_json_file(&file_in(dir, &image.config)?)?)?;
     let layers = image
         .layers
         .iter()
@@ -782,5 +845,131 @@ mod tests {
             error.contains("entry manifest.json: refusing an entry of type Fifo"),
             "{error}"
         );
+    }
+
+    /// Writes `bytes` as a blob of `dir` (an OCI layout), and describes it.
+    fn write_blob(dir: &Path, media_type: MediaType, bytes: &[u8]) -> Descriptor {
+        let digest = sha256_digest(bytes);
+        fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        fs::write(dir.join(blob_name(&digest).unwrap()), bytes).unwrap();
+        let size = bytes.len() as u64;
+        Descriptor::new(media_type, size, Digest::from_str(&digest).unwrap())
+    }
+
+    fn index_of_one(manifest: Descriptor) -> ImageIndex {
+        ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .manifests(vec![manifest])
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_huge_long_name_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::GNULongName);
+        header.set_size(600 << 20);
+        header.set_cksum();
+        // The long name never ends: 600 MiB announced, 2 MiB there.
+        let mut bytes = header.as_bytes().to_vec();
+        bytes.resize(2 << 20, b'a');
+        let path = dir.path().join("bomb.tar.gz");
+        fs::write(&path, gzip(&bytes)).unwrap();
+        let error = format!("{:#}", detect(&path).unwrap_err());
+        assert!(error.contains("take more than 1 MiB"), "{error}");
+        let error = format!("{:#}", unpack_archive(&path, dir.path()).unwrap_err());
+        assert!(error.contains("take more than 1 MiB"), "{error}");
+    }
+
+    #[test]
+    fn json_blobs_are_bounded_before_they_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let descriptor = write_blob(dir.path(), MediaType::ImageConfig, b"{}");
+        let path = blob_path(dir.path(), &descriptor).unwrap();
+        File::options()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .set_len(3 << 20)
+            .unwrap();
+        let error = format!("{:#}", read_blob(dir.path(), &descriptor).unwrap_err());
+        assert!(
+            error.contains("has 3145728 bytes, its descriptor says 2"),
+            "{error}"
+        );
+        // A descriptor may lie too.
+        let big = Descriptor::new(MediaType::ImageConfig, 5 << 20, descriptor.digest().clone());
+        File::create(&path).unwrap().set_len(5 << 20).unwrap();
+        let error = format!("{:#}", read_blob(dir.path(), &big).unwrap_err());
+        assert!(error.contains("may have at most 4 MiB"), "{error}");
+        let index = dir.path().join("index.json");
+        File::create(&index).unwrap().set_len(5 << 20).unwrap();
+        let error = format!("{:#}", read_json::<ImageIndex>(&index).unwrap_err());
+        assert!(error.contains("may have at most 4 MiB"), "{error}");
+    }
+
+    #[test]
+    fn indexes_nest_at_most_four_deep() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_blob(dir.path(), MediaType::ImageConfig, b"{}");
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .config(config)
+            .layers(vec![])
+            .build()
+            .unwrap();
+        let json = serde_json::to_vec(&manifest).unwrap();
+        let mut top = write_blob(dir.path(), MediaType::ImageManifest, &json);
+        for depth in 1..=5 {
+            let found = find_manifest(dir.path(), &index_of_one(top.clone()), 1);
+            match depth {
+                ..=4 => assert_eq!(found.unwrap(), manifest, "depth {depth}"),
+                _ => {
+                    let error = format!("{:#}", found.unwrap_err());
+                    assert!(error.contains("nest deeper than 4"), "{error}");
+                }
+            }
+            let json = serde_json::to_vec(&index_of_one(top)).unwrap();
+            top = write_blob(dir.path(), MediaType::ImageIndex, &json);
+        }
+    }
+
+    #[test]
+    fn images_of_more_than_128_layers_are_refused_before_any_is_read() {
+        let (_store_dir, store) = new_store();
+        let lock = store.lock().unwrap();
+        let missing = |position: usize| {
+            let digest = format!("sha256:{position:064x}");
+            Descriptor::new(MediaType::ImageLayer, 1, Digest::from_str(&digest).unwrap())
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_blob(dir.path(), MediaType::ImageConfig, b"{}");
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .config(config)
+            .layers((0..129).map(missing).collect::<Vec<_>>())
+            .build()
+            .unwrap();
+        let json = serde_json::to_vec(&manifest).unwrap();
+        let manifest = write_blob(dir.path(), MediaType::ImageManifest, &json);
+        let index = serde_json::to_vec(&index_of_one(manifest)).unwrap();
+        fs::write(dir.path().join("index.json"), index).unwrap();
+        fs::write(
+            dir.path().join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        let imported = import_oci_layout(&store, &lock, dir.path());
+        let error = format!("{:#}", imported.unwrap_err());
+        assert!(error.contains("has 129 layers: at most 128"), "{error}");
+
+        let layers: Vec<String> = (0..129).map(|n| format!("{n}/layer.tar")).collect();
+        let images = serde_json::json!([{"Config": "config.json", "Layers": layers}]);
+        fs::write(dir.path().join("manifest.json"), images.to_string()).unwrap();
+        fs::write(dir.path().join("config.json"), "{}").unwrap();
+        let imported = import_docker_save(&store, &lock, dir.path());
+        let error = format!("{:#}", imported.unwrap_err());
+        assert!(error.contains("has 129 layers: at most 128"), "{error}");
     }
 }

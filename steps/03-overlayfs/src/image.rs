@@ -279,7 +279,7 @@ pub fn remove_unused_layers(store: &Store, lock: &Locked) -> Result<()> {
     }
     for diff_id in store.layer_ids()? {
         if !used.contains(&diff_id) {
-            unlink_short_name_tmp(store, &diff_id)?;
+            layer::unlink_short_name(store, &diff_id)?;
             store.discard(&store.layer_dir(&diff_id)?, lock)?;
         }
     }
@@ -307,10 +307,6 @@ pub fn save_archive(store: &Store, name: &str, file: &Path) -> Result<()> {
     let _lock = store.lock()?;
     let image = load(store, name)?;
     archive::save_oci_archive(store, name, &image.config, image.layers(), file)
-}
-
-fn unlink_short_name_tmp(store: &Store, diff_id: &str) -> Result<()> {
-    store::remove_path(&store.root().join("l").join(layer::short_name(diff_id)?))
 }
 
 /// The size in bytes of the layer `diff_id`, as recorded at import.

@@ -1,31 +1,21 @@
 //! An image layer: an OCI tar archive in, an overlayfs lower directory out,
 //! and back.
 //!
-//! A layer records what changed in a filesystem: files added or modified,
-//! and files *deleted*. Tar has no way to say "deleted", so OCI images (after
-//! AUFS, the first union filesystem docker used) mark deletions with empty
-//! files, while overlayfs, which stacks the unpacked layers at run time, has
-//! markers of its own:
-//!
-//! ```text
-//!                      OCI layer tar               overlayfs directory
-//! NAME was deleted     empty file  .wh.NAME        character device 0/0 named NAME
-//! DIR hides the lower  entry       DIR/.wh..wh..opq  xattr trusted.overlay.opaque=y
-//!   layers' contents                                on DIR
-//! ```
-//!
-//! Importing converts the first column to the second ([`apply_oci_marker`]),
-//! exporting the second to the first ([`oci_form`]).
+//! Importing unpacks a layer's tar, safely: no entry may write outside the
+//! layer, and OCI whiteouts become overlayfs ones ([`crate::whiteout`]).
+//! Exporting tars a directory in overlay form, whiteouts back in OCI form.
 //!
 //! A layer is named by its *diff id*: the SHA-256 of its uncompressed tar.
 //! It is unpacked once, under `layers/sha256/<hex>/diff`, and never written
 //! again: every image and container that uses it shares it.
 
 use crate::store::{self, Locked, Store};
+use crate::whiteout::{AUFS_METADATA_PREFIX, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use anyhow::{bail, Context, Result};
 use nix::sys::stat::{major, makedev, minor, mknod, Mode, SFlag};
 use nix::sys::time::TimeVal;
 use sha2::{Digest, Sha256};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
@@ -33,6 +23,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 use tar::{EntryType, Header};
 
 /// A layer in the store.
@@ -44,30 +35,16 @@ pub struct Layer {
     pub size: u64,
 }
 
-/// In an OCI layer, `.wh.NAME` says that NAME was deleted.
-pub const WHITEOUT_PREFIX: &str = ".wh.";
-/// In an OCI layer, a directory holding this entry hides the lower layers'
-/// contents of that directory.
-pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
-/// Overlayfs's mark of an opaque directory (value `y`). The `trusted.`
-/// namespace can be read and written only with CAP_SYS_ADMIN: an
-/// unprivileged process cannot fake or remove it.
-pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+// Exercises 3 and 4 live in whiteout.rs; still reachable from here too.
+pub use crate::whiteout::{apply_oci_marker, oci_form, OciForm};
+
 /// The length of a layer's short name: 26 hex characters (104 bits, as many
 /// characters as docker's overlay2 uses) keep a deep image's overlay mount
-/// options within one page while collisions stay out of reach.
+/// options within one page. Two layers do not share one by chance, but they
+/// can be made to: about 2^52 hashes (the birthday bound) find two tars whose
+/// diff ids start alike. So a short name is never taken from the layer that
+/// holds it: such an import is refused.
 const SHORT_NAME_LENGTH: usize = 26;
-
-/// How an overlayfs entry is written in an OCI layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OciForm {
-    /// As it is.
-    Plain,
-    /// A deleted file: an empty regular file `.wh.NAME` instead.
-    Whiteout,
-    /// The directory, then an empty file `.wh..wh..opq` inside it.
-    OpaqueDirectory,
-}
 
 /// The short link name of a layer (`l/<this>`), used in the overlay mount
 /// options: the first 26 hex characters of its diff id.
@@ -123,47 +100,6 @@ pub fn import_dir(store: &Store, lock: &Locked, dir: &Path) -> Result<Layer> {
 pub fn write_layer(dir: &Path, out: impl Write) -> Result<()> {
     write_tree(dir, out, Conversion::OverlayToOci)
 }
-
-/// Turns an OCI whiteout marker into its overlayfs form. `dir` is the
-/// directory (in the layer being unpacked, already created) holding the
-/// entry `name`. Returns true for a marker, which the caller then skips,
-/// false for any other entry.
-// ANCHOR: apply_oci_marker
-pub fn apply_oci_marker(dir: &Path, name: &OsStr) -> Result<bool> {
-    // EXERCISE 3: turn an OCI whiteout into its overlayfs form. Hint: compare bytes:
-    // `name.as_bytes()`. OPAQUE_MARKER (.wh..wh..opq) makes `dir` opaque:
-    // xattr::set(dir, OPAQUE_XATTR, b"y"). WHITEOUT_PREFIX + NAME (.wh.NAME) deletes
-    // NAME: `strip_prefix` gives NAME, deleted_name(NAME) checks it is a plain file
-    // name, and mknod(dir/NAME, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0)) makes
-    // the whiteout. Return Ok(true) for both markers, Ok(false) for anything else.
-    todo!("EXERCISE 3: turn an OCI whiteout into its overlayfs form")
-}
-// ANCHOR_END: apply_oci_marker
-
-/// The NAME of a whiteout `.wh.NAME`, checked: it must name an entry of the
-/// marker's own directory, not the directory itself, its parent or nothing.
-pub fn deleted_name(name: &[u8]) -> Result<&OsStr> {
-    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
-        bail!(
-            "malformed whiteout {WHITEOUT_PREFIX}{}: it must name a file",
-            String::from_utf8_lossy(name)
-        );
-    }
-    Ok(OsStr::from_bytes(name))
-}
-
-/// What the entry at `path` (with its `metadata`, from lstat) of a directory
-/// in overlay form means in an OCI layer.
-// ANCHOR: oci_form
-pub fn oci_form(path: &Path, metadata: &Metadata) -> Result<OciForm> {
-    // EXERCISE 4: find what an overlayfs entry means in OCI form. Hint: a whiteout is
-    // a character device numbered 0/0: metadata.file_type().is_char_device() and
-    // metadata.rdev() == 0. An opaque directory is a directory (metadata.is_dir())
-    // whose OPAQUE_XATTR is "y": xattr::get(path, OPAQUE_XATTR) gives
-    // Ok(Some(value)) when it is set. Anything else is OciForm::Plain.
-    todo!("EXERCISE 4: find what an overlayfs entry means in OCI form")
-}
-// ANCHOR_END: oci_form
 
 /// A layer's bytes, uncompressed. Compression is recognized by its magic
 /// number, not by a file name or a media type that may lie: gzip streams
@@ -222,26 +158,118 @@ impl<R: Read> Read for HashingReader<R> {
 /// Unpacks the layer tar `tar` into `root`: returns its diff id and size.
 fn unpack_layer(tar: impl Read, root: &Path) -> Result<(String, u64)> {
     let mut hashing = HashingReader::new(tar);
-    let mut archive = tar::Archive::new(&mut hashing);
-    // A layer is a root filesystem: setuid bits and owners are part of it.
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_ownerships(true);
-    archive.set_preserve_mtime(true);
-    // Extended attributes could carry trusted.overlay.* ones, that would
-    // change what overlayfs shows: only the opaque one is set, by us.
-    archive.set_unpack_xattrs(false);
     let mut unpacker = Unpacker {
         root,
         size: 0,
         directory_times: Vec::new(),
     };
-    for entry in archive.entries().context("reading the layer tar")? {
-        let mut entry = entry.context("reading the layer tar")?;
-        unpacker.unpack(&mut entry)?;
-    }
+    let setup = |archive: &mut tar::Archive<_>| {
+        // A layer is a root filesystem: setuid bits and owners are part of it.
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_ownerships(true);
+        archive.set_preserve_mtime(true);
+        // Extended attributes could carry trusted.overlay.* ones, that would
+        // change what overlayfs shows: only the opaque one is set, by us.
+        archive.set_unpack_xattrs(false);
+    };
+    for_each_entry(&mut hashing, setup, |entry| unpacker.unpack(entry))?;
     unpacker.set_directory_times()?;
-    let size = unpacker.size;
-    Ok((hashing.digest()?, size))
+    Ok((hashing.digest()?, unpacker.size))
+}
+
+/// The most that the headers of one tar entry may take, 1 MiB: its GNU long
+/// name and long link, its PAX records, its sparse map. The tar crate reads
+/// them into memory whole, and 600 MiB of one repeated byte gzip to 600 KiB.
+pub const MAX_ENTRY_HEADERS: u64 = 1 << 20;
+
+/// Calls `each` on every entry of the tar stream `tar`, after `setup` has set
+/// the archive's options. An entry whose headers take more than
+/// [`MAX_ENTRY_HEADERS`] fails it, before they are read into memory.
+///
+/// How, in one pass: the reader under the tar crate refuses to read past a
+/// limit. When an entry is handed to `each`, the reader stands at the start
+/// of the entry's data; the next entry's headers start where the data ends
+/// (rounded up to a 512-byte block), and may go on for MAX_ENTRY_HEADERS.
+/// (A first pass over the headers alone would need the input twice, and would
+/// have to find the entries exactly where the tar crate does: PAX records can
+/// change an entry's size, sparse maps add blocks. Where two tar parsers
+/// disagree, one archive shows each of them different entries.)
+pub(crate) fn for_each_entry<R: Read>(
+    tar: R,
+    setup: impl FnOnce(&mut tar::Archive<HeaderLimit<R>>),
+    mut each: impl FnMut(&mut tar::Entry<'_, HeaderLimit<R>>) -> Result<()>,
+) -> Result<()> {
+    let reader = HeaderLimit {
+        inner: tar,
+        position: Rc::new(Cell::new(0)),
+        limit: Rc::new(Cell::new(MAX_ENTRY_HEADERS)),
+    };
+    let (position, limit) = (Rc::clone(&reader.position), Rc::clone(&reader.limit));
+    let mut archive = tar::Archive::new(reader);
+    setup(&mut archive);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let blocks = data_length(&mut entry)?.checked_next_multiple_of(512);
+        let data_end = position.get() + blocks.context("an entry's size overflows")?;
+        limit.set(data_end.saturating_add(MAX_ENTRY_HEADERS));
+        // The extension entries the tar crate hands on (a PAX global header,
+        // one without a standard magic number) are held to the same bound.
+        let kind = entry.header().entry_type();
+        let is_extension = kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+            || kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions();
+        if is_extension && entry.size() > MAX_ENTRY_HEADERS {
+            bail!(
+                "refusing a {kind:?} entry of {} bytes: at most {MAX_ENTRY_HEADERS}",
+                entry.size()
+            );
+        }
+        each(&mut entry)?;
+    }
+    Ok(())
+}
+
+/// How many bytes of the archive hold `entry`'s data: its size, except for a
+/// GNU sparse file, whose size is the file's, holes included.
+fn data_length<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<u64> {
+    if !entry.header().entry_type().is_gnu_sparse() {
+        return Ok(entry.size());
+    }
+    // A PAX `size` record would override the header's size. No tar program
+    // writes one for a GNU sparse file: refused, rather than read as tar does.
+    if entry.pax_extensions()?.is_some() {
+        bail!("refusing a GNU sparse file with PAX records");
+    }
+    Ok(entry.header().entry_size()?)
+}
+
+/// The reader under the tar crate in [`for_each_entry`]: it refuses to read
+/// past `limit`, and counts what it read in `position`.
+#[derive(Debug)]
+pub(crate) struct HeaderLimit<R> {
+    inner: R,
+    position: Rc<Cell<u64>>,
+    limit: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for HeaderLimit<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let allowed = self.limit.get().saturating_sub(self.position.get());
+        if allowed == 0 && !buffer.is_empty() {
+            return Err(io::Error::other(format!(
+                "an entry's headers (GNU long name or link, PAX records, sparse map) \
+                 take more than {} MiB: refusing to read them into memory",
+                MAX_ENTRY_HEADERS >> 20
+            )));
+        }
+        let wanted = buffer
+            .len()
+            .min(usize::try_from(allowed).unwrap_or(usize::MAX));
+        let count = self.inner.read(&mut buffer[..wanted])?;
+        self.position.set(self.position.get() + count as u64);
+        Ok(count)
+    }
 }
 
 /// The state of a layer being unpacked.
@@ -271,6 +299,16 @@ impl Unpacker<'_> {
         let Some(name) = relative.file_name() else {
             return Ok(()); // "./": the layer's root, which is ours
         };
+        // In AUFS's bookkeeping directories (.wh..wh.plnk/...): skipped, as
+        // they are (see apply_oci_marker).
+        let aufs_metadata =
+            |name: &OsStr| name.as_bytes().starts_with(AUFS_METADATA_PREFIX.as_bytes());
+        if relative
+            .parent()
+            .is_some_and(|parent| parent.iter().any(aufs_metadata))
+        {
+            return Ok(());
+        }
         let parent = self.create_parents(relative.parent(), entry.header())?;
         if apply_oci_marker(&parent, name)? {
             return keep_whiteout_owner_and_time(entry.header(), &parent, name);
@@ -331,7 +369,10 @@ impl Unpacker<'_> {
     }
 
     /// A hard link must name a file this layer already unpacked: a link to
-    /// a file outside would let the container change it.
+    /// a file outside would let the container change it. So no directory on
+    /// the way to its target may be a symbolic link: with `link -> /etc`,
+    /// `link/passwd` is the host's. (A target that is itself a symbolic link
+    /// is linked as it is: link(2) does not follow it.)
     fn unpack_hard_link<R: Read>(&mut self, entry: &mut tar::Entry<R>, path: &Path) -> Result<()> {
         let target = entry
             .link_name()
@@ -463,14 +504,16 @@ fn unpack_entry<R: Read>(entry: &mut tar::Entry<R>, path: &Path) -> Result<()> {
 }
 
 /// Gives the whiteout made for the marker `name` (if it was one, not an
-/// opaque marker) the marker's owner and time, as docker does: exported
-/// again, the layer keeps them.
+/// opaque marker or AUFS metadata) the marker's owner and time, as docker
+/// does: exported again, the layer keeps them.
 fn keep_whiteout_owner_and_time(header: &Header, dir: &Path, name: &OsStr) -> Result<()> {
-    match name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
-        Some(deleted) if name != OPAQUE_MARKER => {
-            set_owner_and_time(header, &dir.join(OsStr::from_bytes(deleted)))
-        }
-        _ => Ok(()),
+    let name = name.as_bytes();
+    if name.starts_with(AUFS_METADATA_PREFIX.as_bytes()) {
+        return Ok(()); // the opaque marker, or AUFS's bookkeeping: no whiteout
+    }
+    match name.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+        Some(deleted) => set_owner_and_time(header, &dir.join(OsStr::from_bytes(deleted))),
+        None => Ok(()),
     }
 }
 
@@ -528,31 +571,72 @@ fn set_mtime(path: &Path, seconds: u64) -> Result<()> {
 }
 
 /// Moves the finished `staging` directory to `layers/sha256/<hex>`, unless
-/// that layer is already there, then links its short name.
+/// that layer is already there, then links its short name. A short name
+/// that another layer holds refuses the layer first: nothing is published.
 fn publish_layer(store: &Store, lock: &Locked, staging: &Path, diff_id: &str) -> Result<()> {
+    let (link, target) = short_link(store, diff_id)?;
+    let linked = match link_target(&link)? {
+        None => false, // a new layer, or a crash left its link missing
+        Some(existing) if existing == target => true,
+        // Replacing it would swap that layer's files under its images and
+        // containers; removing this layer later would break them.
+        Some(existing) => bail!(
+            "short name collision: {} already links to {}, another layer than {diff_id} \
+             (their diff ids share the first 104 bits): refusing the layer",
+            link.display(),
+            existing.display()
+        ),
+    };
     let destination = store.layer_dir(diff_id)?;
     if destination.exists() {
         store::remove_path(staging)?;
     } else {
         store.publish(staging, &destination, lock)?;
     }
-    link_short_name(store, lock, diff_id)
+    if !linked {
+        link_short_name(store, lock, &link, &target)?;
+    }
+    Ok(())
 }
 
-/// Points `l/<short>` at the layer's `diff`, with a relative link (the store
-/// may be moved), created under `tmp/` and renamed into place: rename(2)
-/// replaces an existing link atomically, so this also repairs a link that a
-/// crash left missing.
-fn link_short_name(store: &Store, lock: &Locked, diff_id: &str) -> Result<()> {
+/// Removes `l/<short>` of the layer `diff_id`, if it links to this layer: a
+/// link to another one is that layer's (which [`import_layer`] refuses to
+/// replace). Missing, it is already removed.
+pub fn unlink_short_name(store: &Store, diff_id: &str) -> Result<()> {
+    let (link, target) = short_link(store, diff_id)?;
+    if link_target(&link)?.is_some_and(|existing| existing == target) {
+        fs::remove_file(&link).with_context(|| format!("removing {}", link.display()))?;
+    }
+    Ok(())
+}
+
+/// The layer's short link `l/<short>`, and what it links to: its `diff`,
+/// by a relative path (the store may be moved).
+fn short_link(store: &Store, diff_id: &str) -> Result<(PathBuf, PathBuf)> {
     let link = store.root().join("l").join(short_name(diff_id)?);
     let target = Path::new("../layers/sha256")
         .join(store::digest_hex(diff_id)?)
         .join("diff");
+    Ok((link, target))
+}
+
+/// What the symbolic link `link` points to; None if there is no `link`.
+fn link_target(link: &Path) -> Result<Option<PathBuf>> {
+    match fs::read_link(link) {
+        Ok(target) => Ok(Some(target)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error).with_context(|| format!("readlink {}", link.display())),
+    }
+}
+
+/// Creates the symbolic link `link` to `target`: under `tmp/`, then renamed
+/// into place.
+fn link_short_name(store: &Store, lock: &Locked, link: &Path, target: &Path) -> Result<()> {
     let staging = store.staging_dir(lock)?;
     let temporary = staging.join("link");
-    symlink(&target, &temporary)
+    symlink(target, &temporary)
         .with_context(|| format!("ln -s {} {}", target.display(), temporary.display()))?;
-    fs::rename(&temporary, &link)
+    fs::rename(&temporary, link)
         .with_context(|| format!("rename({}, {})", temporary.display(), link.display()))?;
     store::remove_path(&staging)
 }
@@ -782,5 +866,196 @@ mod tests {
             "/etc/passwd",
             absolute,
         );
+    }
+
+    /// A tar header of an extension entry (`L`, `K`, `x`, `g`) of `size`
+    /// bytes, as GNU tar and the tar crate name them.
+    fn extension_header(kind: EntryType, size: u64) -> Header {
+        raw_header("././@LongLink", kind, size)
+    }
+
+    /// A file `a`, then `header` and `size` bytes of `fill` padded to a
+    /// block, then a file `b`.
+    fn tar_around(header: &Header, size: usize, fill: u8) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        append(&mut tar, "a", EntryType::Regular, b"x");
+        let mut bytes = tar.into_inner().unwrap();
+        bytes.truncate(bytes.len() - 1024); // the end-of-archive blocks
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.resize(bytes.len() + size.next_multiple_of(512), fill);
+        let mut tar = tar::Builder::new(bytes);
+        append(&mut tar, "b", EntryType::Regular, b"x");
+        tar.into_inner().unwrap()
+    }
+
+    /// The paths for_each_entry hands out, reading each entry's data if
+    /// `read_data`, or the error, and how much of the input it read.
+    fn entries_of(bytes: &[u8], read_data: bool) -> (Result<Vec<String>>, u64) {
+        let mut input = io::Cursor::new(bytes);
+        let mut paths = Vec::new();
+        let walked = for_each_entry(
+            &mut input,
+            |_| {},
+            |entry| {
+                paths.push(entry.path()?.display().to_string());
+                if read_data {
+                    io::copy(entry, &mut io::sink())?;
+                }
+                Ok(())
+            },
+        );
+        (walked.map(|()| paths), input.position())
+    }
+
+    #[test]
+    fn huge_extension_headers_are_refused_before_they_are_read() {
+        let mib = 1 << 20;
+        for kind in [
+            EntryType::GNULongName,
+            EntryType::GNULongLink,
+            EntryType::XHeader,
+        ] {
+            let header = extension_header(kind, 2 * mib);
+            let (walked, read) = entries_of(&tar_around(&header, 2 * mib as usize, b'a'), false);
+            let error = format!("{:#}", walked.unwrap_err());
+            assert!(error.contains("take more than 1 MiB"), "{kind:?}: {error}");
+            assert!(read <= 1024 + mib, "{kind:?}: read {read} bytes");
+        }
+        // Handed on by the tar crate, held to the same bound.
+        let header = extension_header(EntryType::XGlobalHeader, 2 * mib);
+        let (walked, _) = entries_of(&tar_around(&header, 2 * mib as usize, b'a'), false);
+        let error = format!("{:#}", walked.unwrap_err());
+        assert!(
+            error.contains("XGlobalHeader entry of 2097152 bytes"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn long_names_and_big_files_pass_the_header_bound() {
+        let mut tar = tar::Builder::new(Vec::new());
+        let big = vec![7u8; 3 << 20];
+        append(&mut tar, "big", EntryType::Regular, &big);
+        // 300 bytes: the tar crate writes a GNU long name entry first.
+        let long = "d/".repeat(149) + "f";
+        let mut header = Header::new_gnu();
+        header.set_size(1);
+        tar.append_data(&mut header, &long, &b"x"[..]).unwrap();
+        append(&mut tar, "big-again", EntryType::Regular, &big);
+        append(&mut tar, "last", EntryType::Regular, b"x");
+        let bytes = tar.into_inner().unwrap();
+        for read_data in [false, true] {
+            let (walked, _) = entries_of(&bytes, read_data);
+            assert_eq!(walked.unwrap(), ["big", &long, "big-again", "last"]);
+        }
+    }
+
+    #[test]
+    fn a_hard_link_whose_target_goes_through_a_symlink_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        let passwd = outside.path().join("passwd");
+        fs::write(&passwd, "root:x:0:0").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        symlink(outside.path(), root.join("link")).unwrap();
+        fs::write(root.join("file"), "ours").unwrap();
+        fs::create_dir(root.join("dir")).unwrap();
+        let mut unpacker = Unpacker {
+            root,
+            size: 0,
+            directory_times: Vec::new(),
+        };
+        let mut hard_link = |target: &str| {
+            let mut header = raw_header("stolen", EntryType::Link, 0);
+            header.set_link_name(target).unwrap();
+            header.set_cksum();
+            let mut bytes = header.as_bytes().to_vec();
+            bytes.resize(2048, 0);
+            let mut archive = tar::Archive::new(&bytes[..]);
+            let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+            let linked = unpacker.unpack_hard_link(&mut entry, &root.join("stolen"));
+            linked.map_err(|error| format!("{error:#}"))
+        };
+        let error = hard_link("link/passwd").unwrap_err();
+        assert!(
+            error.contains("hard link to link/passwd, which is not a file unpacked earlier")
+                && error.contains("link is a symbolic link"),
+            "{error}"
+        );
+        assert!(fs::symlink_metadata(root.join("stolen")).is_err());
+        assert_eq!(fs::metadata(&passwd).unwrap().nlink(), 1);
+        // A link to a symbolic link is one more symbolic link.
+        symlink(&passwd, root.join("passwd-link")).unwrap();
+        hard_link("passwd-link").unwrap();
+        assert_eq!(fs::read_link(root.join("stolen")).unwrap(), passwd);
+        assert_eq!(fs::metadata(&passwd).unwrap().nlink(), 1);
+        let error = hard_link("dir").unwrap_err();
+        assert!(error.contains("not a file unpacked earlier"), "{error}");
+        hard_link("./file").unwrap();
+        assert_eq!(fs::read_to_string(root.join("stolen")).unwrap(), "ours");
+        assert_eq!(fs::metadata(root.join("file")).unwrap().nlink(), 2);
+    }
+
+    #[test]
+    fn what_is_inside_aufs_metadata_directories_is_skipped() {
+        let root = tempfile::tempdir().unwrap();
+        let mut unpacker = Unpacker {
+            root: root.path(),
+            size: 0,
+            directory_times: Vec::new(),
+        };
+        let mut tar = tar::Builder::new(Vec::new());
+        append(&mut tar, ".wh..wh.plnk/1234.5678", EntryType::Regular, b"x");
+        append(&mut tar, "a/.wh..wh.aufs/x/y", EntryType::Regular, b"x");
+        let bytes = tar.into_inner().unwrap();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        for entry in archive.entries().unwrap() {
+            unpacker.unpack(&mut entry.unwrap()).unwrap();
+        }
+        assert_eq!(fs::read_dir(root.path()).unwrap().count(), 0);
+        let header = raw_header(".wh..wh.plnk", EntryType::Regular, 0);
+        let plnk = OsStr::new(".wh..wh.plnk");
+        keep_whiteout_owner_and_time(&header, root.path(), plnk).unwrap();
+    }
+
+    /// A diff id whose first 104 bits are those of every other one here.
+    fn colliding_diff_id(last: char) -> String {
+        format!("sha256:{}{}", "ab".repeat(13), last.to_string().repeat(38))
+    }
+
+    fn publish(store: &Store, lock: &Locked, diff_id: &str) -> Result<()> {
+        let staging = store.staging_dir(lock).unwrap();
+        fs::create_dir(staging.join("diff")).unwrap();
+        publish_layer(store, lock, &staging, diff_id)
+    }
+
+    #[test]
+    fn a_short_name_is_never_taken_from_the_layer_that_holds_it() {
+        let (_dir, store) = new_store();
+        let lock = store.lock().unwrap();
+        let (first, second) = (colliding_diff_id('0'), colliding_diff_id('1'));
+        let link = store.root().join("l").join("ab".repeat(13));
+        let first_diff = Path::new("../layers/sha256")
+            .join(store::digest_hex(&first).unwrap())
+            .join("diff");
+        publish(&store, &lock, &first).unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), first_diff);
+        assert!(link.join("..").join("..").is_dir(), "a link that resolves");
+        // The same layer again: it is there, with its link.
+        publish(&store, &lock, &first).unwrap();
+
+        let error = format!("{:#}", publish(&store, &lock, &second).unwrap_err());
+        assert!(error.contains("short name collision"), "{error}");
+        assert!(!store.layer_dir(&second).unwrap().exists(), "not published");
+        assert_eq!(fs::read_link(&link).unwrap(), first_diff);
+
+        unlink_short_name(&store, &second).unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), first_diff, "not its link");
+        unlink_short_name(&store, &first).unwrap();
+        assert!(fs::symlink_metadata(&link).is_err());
+        unlink_short_name(&store, &first).unwrap();
+        // A link lost in a crash is made again.
+        publish(&store, &lock, &first).unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), first_diff);
     }
 }
