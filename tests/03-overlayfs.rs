@@ -1294,3 +1294,24 @@ fn concurrent_commands_on_one_store_are_serialized() {
         assert_eq!(seen, n.to_string());
     }
 }
+
+#[test]
+fn a_directory_of_the_image_can_be_moved() {
+    // With redirect_dir=off, rename(2) of a lower directory fails with
+    // EXDEV, and mv falls back to copying and deleting: it still works,
+    // and the upper dir keeps the plain form diff and commit read.
+    let sandbox = Sandbox::new();
+    let store = Store::new(&sandbox);
+    store.import_busybox();
+    let script = "mv /etc /etc2 && ls /etc2 && test ! -e /etc && echo moved";
+    let seen = store.ok(&["run", "--name", "c1", "busybox", "--", "sh", "-c", script]);
+    assert!(
+        seen.ends_with("moved\n") && seen.contains("passwd"),
+        "{seen}"
+    );
+    let diff = store.ok(&["diff", "c1"]);
+    assert!(
+        diff.contains("D /etc\n") && diff.contains("A /etc2/passwd\n"),
+        "{diff}"
+    );
+}
