@@ -675,26 +675,11 @@ struct TreeWriter<'a, W: Write> {
 
 impl<W: Write> TreeWriter<'_, W> {
     fn write_directory_contents(&mut self, relative: &Path) -> Result<()> {
-        let dir = self.root.join(relative);
-        let mut names = fs::read_dir(&dir)
-            .with_context(|| format!("listing {}", dir.display()))?
-            .map(|entry| entry.map(|entry| entry.file_name()))
-            .collect::<io::Result<Vec<OsString>>>()
-            .with_context(|| format!("listing {}", dir.display()))?;
-        // Sorted, byte by byte: the order of readdir(2) depends on the
-        // filesystem and on the history of the directory.
-        names.sort();
-        for name in names {
-            let relative = relative.join(name);
-            let path = self.root.join(&relative);
-            let metadata =
-                fs::symlink_metadata(&path).with_context(|| format!("stat {}", path.display()))?;
-            self.write_entry(&path, &relative, &metadata)?;
-            if metadata.is_dir() {
-                self.write_directory_contents(&relative)?;
-            }
-        }
-        Ok(())
+        let root = self.root.to_path_buf();
+        walk_sorted(&root, relative, &mut |relative, metadata| {
+            self.write_entry(&root.join(relative), relative, metadata)?;
+            Ok(true)
+        })
     }
 
     fn write_entry(&mut self, path: &Path, relative: &Path, metadata: &Metadata) -> Result<()> {
@@ -796,6 +781,35 @@ fn header_of(metadata: &Metadata, kind: EntryType) -> Header {
     header.set_mtime(metadata.mtime().max(0).unsigned_abs());
     header.set_size(0);
     header
+}
+
+/// Calls `visit` for every entry below `base/relative`, depth first, with
+/// its path relative to `base` and its lstat(2); goes into a directory only
+/// when `visit` returns true. Names are sorted byte by byte: the order of
+/// readdir(2) depends on the filesystem and on the directory's history, and
+/// a layer written twice must come out the same.
+pub fn walk_sorted(
+    base: &Path,
+    relative: &Path,
+    visit: &mut dyn FnMut(&Path, &Metadata) -> Result<bool>,
+) -> Result<()> {
+    let dir = base.join(relative);
+    let mut names = fs::read_dir(&dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .map(|entry| entry.map(|entry| entry.file_name()))
+        .collect::<io::Result<Vec<OsString>>>()
+        .with_context(|| format!("listing {}", dir.display()))?;
+    names.sort();
+    for name in names {
+        let relative = relative.join(name);
+        let path = base.join(&relative);
+        let metadata =
+            fs::symlink_metadata(&path).with_context(|| format!("stat {}", path.display()))?;
+        if visit(&relative, &metadata)? && metadata.is_dir() {
+            walk_sorted(base, &relative, visit)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

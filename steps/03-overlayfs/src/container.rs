@@ -366,38 +366,14 @@ pub fn diff(store: &Store, wanted: &str) -> Result<Vec<(Change, PathBuf)>> {
         .collect::<Result<_>>()?;
     let upper = dir_of(store, &state.id).join("upper");
     let mut changes = Vec::new();
-    walk(&upper, Path::new(""), &mut |relative, metadata| {
+    layer::walk_sorted(&upper, Path::new(""), &mut |relative, metadata| {
         let change = change_of(metadata, relative, &lowers);
         changes.push((change, Path::new("/").join(relative)));
         // Nothing below a deleted directory is of interest.
-        change != Change::Deleted
+        Ok(change != Change::Deleted)
     })?;
     changes.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(changes)
-}
-
-/// Calls `visit` for every entry below `base/relative`, depth first; goes
-/// into a directory only when `visit` returns true.
-fn walk(
-    base: &Path,
-    relative: &Path,
-    visit: &mut dyn FnMut(&Path, &std::fs::Metadata) -> bool,
-) -> Result<()> {
-    let dir = base.join(relative);
-    let mut entries: Vec<_> = std::fs::read_dir(&dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .collect::<std::io::Result<_>>()
-        .with_context(|| format!("listing {}", dir.display()))?;
-    entries.sort_by_key(|entry| entry.file_name());
-    for entry in entries {
-        let path = relative.join(entry.file_name());
-        let metadata = std::fs::symlink_metadata(base.join(&path))
-            .with_context(|| format!("stat {}", base.join(&path).display()))?;
-        if visit(&path, &metadata) && metadata.is_dir() {
-            walk(base, &path, visit)?;
-        }
-    }
-    Ok(())
 }
 
 /// `commit CONTAINER NEWIMAGE`: the container's upper directory becomes a
