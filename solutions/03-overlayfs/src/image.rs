@@ -106,7 +106,8 @@ pub fn save(store: &Store, image: &Image, _lock: &Locked) -> Result<()> {
             image.layers().len()
         );
     }
-    let json = serde_json::to_vec_pretty(image).context("serializing the image")?;
+    let mut json = serde_json::to_vec_pretty(image).context("serializing the image")?;
+    json.push(b'\n');
     store::write_atomically(&record_path(store, &image.name), &json)
 }
 

@@ -231,7 +231,8 @@ fn apply_image_settings(env: &[(String, String)], working_dir: Option<&str>) -> 
 }
 
 fn write_state(dir: &Path, state: &State) -> Result<()> {
-    let json = serde_json::to_vec_pretty(state).context("serializing the state")?;
+    let mut json = serde_json::to_vec_pretty(state).context("serializing the state")?;
+    json.push(b'\n');
     store::write_atomically(&dir.join("state.json"), &json)
 }
 
@@ -348,10 +349,10 @@ impl Change {
 /// given the image's layer directories `lowers`.
 // ANCHOR: change_of
 pub fn change_of(metadata: &std::fs::Metadata, relative: &Path, lowers: &[PathBuf]) -> Change {
-    // EXERCISE 5: classify a change of the upper directory. Hint: a whiteout (a character
-    // device whose rdev is 0) means Deleted; otherwise the path is Changed when any lower
-    // directory has something at `relative` (symlink_metadata(lower.join(relative)).is_ok()),
-    // and Added when none has.
+    // EXERCISE 5: classify a change of the upper directory. Hint: a whiteout, a
+    // character device whose rdev() is 0 (FileTypeExt and MetadataExt are imported),
+    // is Deleted; otherwise the path is Changed when any lower directory has something
+    // at `relative` (symlink_metadata(lower.join(relative)).is_ok()), Added when none has.
     todo!("EXERCISE 5: classify a change of the upper directory")
 }
 // ANCHOR_END: change_of
