@@ -1,4 +1,5 @@
-//! Whole images: OCI image layouts, `docker save` archives, and `image save`.
+//! Whole images in: OCI image layouts and archives, `docker save` archives.
+//! (`image save`, the way out, is in [`crate::save`].)
 //!
 //! An OCI image layout is a directory of content-addressed blobs, each named
 //! by the SHA-256 of its bytes, and an index that points into them:
@@ -25,16 +26,13 @@ use crate::layer::{self, for_each_entry, HashingReader, Layer};
 use crate::store::{self, Locked, Store};
 use anyhow::{bail, Context, Result};
 use oci_spec::image::{
-    Arch, Descriptor, Digest, ImageConfiguration, ImageIndex, ImageIndexBuilder, ImageManifest,
-    ImageManifestBuilder, MediaType, OciLayoutBuilder, Os, PlatformBuilder, ANNOTATION_REF_NAME,
+    Arch, Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType, Os,
 };
 use serde::Deserialize;
 use sha2::Sha256;
-use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
-use std::str::FromStr;
 
 /// What `image import NAME SOURCE` was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +73,7 @@ pub struct DockerSaveImage {
 }
 
 /// The version of the layout format we read and write.
-const LAYOUT_VERSION: &str = "1.0.0";
+pub(crate) const LAYOUT_VERSION: &str = "1.0.0";
 
 /// The largest JSON document of an image we read: index.json, a manifest,
 /// a config (a few KiB; a config with a long history, some 100 KiB). A larger
@@ -295,7 +293,7 @@ fn check_size(descriptor: &Descriptor, size: u64) -> Result<()> {
 }
 
 /// "sha256:HEX" and the size of a file.
-fn hash_file(path: &Path) -> Result<(String, u64)> {
+pub(crate) fn hash_file(path: &Path) -> Result<(String, u64)> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut hashing = HashingReader::new(BufReader::new(file));
     let size = io::copy(&mut hashing, &mut io::sink())
@@ -303,7 +301,7 @@ fn hash_file(path: &Path) -> Result<(String, u64)> {
     Ok((hashing.digest()?, size))
 }
 
-fn sha256_digest(bytes: &[u8]) -> String {
+pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     format!("sha256:{:x}", Sha256::digest(bytes))
 }
@@ -479,205 +477,13 @@ fn import_layer_file(store: &Store, lock: &Locked, path: &Path) -> Result<Layer>
         .with_context(|| format!("importing the layer {}", path.display()))
 }
 
-/// Writes `file`, an OCI image layout archive of the image with `config`
-/// and `layers` (diff ids, bottom first), its manifest named `name` (the
-/// annotation org.opencontainers.image.ref.name) in index.json.
-///
-/// Each layer is tarred again from its directory in the store, uncompressed:
-/// the bytes need not be those that were imported (gzip, another order, ...),
-/// so the digests and the config's diff ids are those of what is written.
-/// `file` is written atomically: beside it under a temporary name, then
-/// renamed.
-pub fn save_oci_archive(
-    store: &Store,
-    name: &str,
-    config: &ImageConfiguration,
-    layers: &[String],
-    file: &Path,
-) -> Result<()> {
-    let partial = beside(file, "partial")?;
-    let scratch = beside(file, "layer")?;
-    let written = write_oci_archive(store, name, config, layers, &partial, &scratch);
-    // The scratch file may not exist: nothing to report if removing it fails.
-    let _ = fs::remove_file(&scratch);
-    if let Err(error) = written {
-        let _ = fs::remove_file(&partial);
-        return Err(error.context(format!("writing {}", file.display())));
-    }
-    fs::rename(&partial, file)
-        .with_context(|| format!("rename({}, {})", partial.display(), file.display()))
-}
-
-/// A temporary path beside `file` (so that rename(2) stays on one
-/// filesystem): `.NAME.RANDOM.suffix`.
-fn beside(file: &Path, suffix: &str) -> Result<PathBuf> {
-    let name = file.file_name().context("the archive needs a file name")?;
-    let name = format!(
-        ".{}.{}.{suffix}",
-        name.to_string_lossy(),
-        store::random_hex(8)?
-    );
-    Ok(file.with_file_name(name))
-}
-
-fn write_oci_archive(
-    store: &Store,
-    name: &str,
-    config: &ImageConfiguration,
-    layers: &[String],
-    partial: &Path,
-    scratch: &Path,
-) -> Result<()> {
-    let out = File::create(partial).with_context(|| format!("creating {}", partial.display()))?;
-    let mut tar = tar::Builder::new(BufWriter::new(out));
-    let layout = OciLayoutBuilder::default()
-        .image_layout_version(LAYOUT_VERSION)
-        .build()?;
-    append_bytes(&mut tar, "oci-layout", &serde_json::to_vec(&layout)?)?;
-    append_directory(&mut tar, "blobs/")?;
-    append_directory(&mut tar, "blobs/sha256/")?;
-    let mut descriptors: Vec<Descriptor> = Vec::new();
-    for (position, diff_id) in layers.iter().enumerate() {
-        // A layer used twice (an image that adds the same files twice) is
-        // one blob: an archive holds each name once.
-        let earlier = layers[..position].iter().position(|other| other == diff_id);
-        let descriptor = match earlier {
-            Some(earlier) => descriptors[earlier].clone(),
-            None => append_layer(&mut tar, store, diff_id, scratch)?,
-        };
-        descriptors.push(descriptor);
-    }
-    let config = with_diff_ids(config, &descriptors);
-    let config_descriptor = append_json_blob(&mut tar, MediaType::ImageConfig, &config)?;
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(config_descriptor)
-        .layers(descriptors)
-        .build()?;
-    let manifest_descriptor = append_json_blob(&mut tar, MediaType::ImageManifest, &manifest)?;
-    let index = index_of(manifest_descriptor, name, &config)?;
-    append_bytes(&mut tar, "index.json", &serde_json::to_vec(&index)?)?;
-    let out = tar.into_inner().context("finishing the archive")?;
-    let file = out.into_inner().map_err(|error| error.into_error())?;
-    // On disk before the rename makes it visible.
-    file.sync_all()
-        .with_context(|| format!("fsync {}", partial.display()))
-}
-
-/// Tars the layer `diff_id` again into `scratch` to learn its digest and
-/// size, then appends it as a blob.
-fn append_layer<W: Write>(
-    tar: &mut tar::Builder<W>,
-    store: &Store,
-    diff_id: &str,
-    scratch: &Path,
-) -> Result<Descriptor> {
-    let diff = store.layer_dir(diff_id)?.join("diff");
-    let out = File::create(scratch).with_context(|| format!("creating {}", scratch.display()))?;
-    let mut out = BufWriter::new(out);
-    layer::write_layer(&diff, &mut out).with_context(|| format!("archiving {}", diff.display()))?;
-    out.flush()
-        .with_context(|| format!("writing {}", scratch.display()))?;
-    let (digest, size) = hash_file(scratch)?;
-    let file = File::open(scratch).with_context(|| format!("opening {}", scratch.display()))?;
-    append_file(tar, &blob_name(&digest)?, size, file)?;
-    Ok(Descriptor::new(
-        MediaType::ImageLayer,
-        size,
-        Digest::from_str(&digest)?,
-    ))
-}
-
-/// The config with the diff ids of the layers as written (uncompressed:
-/// a layer's diff id is its blob's digest).
-fn with_diff_ids(config: &ImageConfiguration, layers: &[Descriptor]) -> ImageConfiguration {
-    let mut config = config.clone();
-    let diff_ids = layers
-        .iter()
-        .map(|layer| layer.digest().to_string())
-        .collect();
-    config.rootfs_mut().set_diff_ids(diff_ids);
-    config
-}
-
-/// index.json: the manifest, with its name and the platform it runs on.
-fn index_of(
-    mut manifest: Descriptor,
-    name: &str,
-    config: &ImageConfiguration,
-) -> Result<ImageIndex> {
-    let platform = PlatformBuilder::default()
-        .architecture(config.architecture().clone())
-        .os(config.os().clone())
-        .build()?;
-    manifest.set_platform(Some(platform));
-    let annotations = HashMap::from([(ANNOTATION_REF_NAME.to_owned(), name.to_owned())]);
-    manifest.set_annotations(Some(annotations));
-    Ok(ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(vec![manifest])
-        .build()?)
-}
-
-fn append_json_blob<W: Write>(
-    tar: &mut tar::Builder<W>,
-    media_type: MediaType,
-    value: &impl serde::Serialize,
-) -> Result<Descriptor> {
-    let bytes = serde_json::to_vec(value)?;
-    let digest = sha256_digest(&bytes);
-    append_bytes(tar, &blob_name(&digest)?, &bytes)?;
-    Ok(Descriptor::new(
-        media_type,
-        bytes.len() as u64,
-        Digest::from_str(&digest)?,
-    ))
-}
-
-fn blob_name(digest: &str) -> Result<String> {
-    Ok(format!("blobs/sha256/{}", store::digest_hex(digest)?))
-}
-
-fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, path: &str, bytes: &[u8]) -> Result<()> {
-    append_file(tar, path, bytes.len() as u64, bytes)
-}
-
-/// The archive's own entries are owned by root, mode 0644 (0755 for
-/// directories), dated 0: the same image gives the same archive.
-fn append_file<W: Write>(
-    tar: &mut tar::Builder<W>,
-    path: &str,
-    size: u64,
-    data: impl Read,
-) -> Result<()> {
-    let mut header = archive_header(tar::EntryType::Regular, 0o644);
-    header.set_size(size);
-    tar.append_data(&mut header, path, data)
-        .with_context(|| format!("adding {path} to the archive"))
-}
-
-fn append_directory<W: Write>(tar: &mut tar::Builder<W>, path: &str) -> Result<()> {
-    let mut header = archive_header(tar::EntryType::Directory, 0o755);
-    tar.append_data(&mut header, path, io::empty())
-        .with_context(|| format!("adding {path} to the archive"))
-}
-
-fn archive_header(kind: tar::EntryType, mode: u32) -> tar::Header {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(kind);
-    header.set_mode(mode);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(0);
-    header.set_size(0);
-    header
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::save::{append_bytes, archive_header, blob_name};
+    use oci_spec::image::{Digest, ImageIndexBuilder, ImageManifestBuilder};
+    use std::io::Write;
+    use std::str::FromStr;
 
     fn new_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

@@ -307,7 +307,7 @@ pub fn layer_history(image: &Image) -> Vec<(String, String)> {
 pub fn save_archive(store: &Store, name: &str, file: &Path) -> Result<()> {
     let _lock = store.lock()?;
     let image = load(store, name)?;
-    archive::save_oci_archive(store, name, &image.config, image.layers(), file)
+    crate::save::save_oci_archive(store, name, &image.config, image.layers(), file)
 }
 
 /// The size in bytes of the layer `diff_id`, as recorded at import.

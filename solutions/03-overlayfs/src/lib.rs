@@ -15,14 +15,16 @@
 //! ```
 //!
 //! The runtime imports images into a store ([`store`]) of content-addressed
-//! layers ([`layer`], [`archive`]) and images ([`image`]); it runs a
-//! container ([`container`]) with the overlay mounted in the container's own
-//! mount namespace ([`overlay`]), then step 02's pivot_root into it.
+//! layers ([`layer`], [`whiteout`], [`archive`], [`save`]) and images
+//! ([`image`]); it runs a container ([`container`]) with the overlay mounted
+//! in the container's own mount namespace ([`overlay`]), then step 02's
+//! pivot_root into it.
 
 pub mod archive;
 pub mod container;
 pub mod image;
 pub mod layer;
 pub mod overlay;
+pub mod save;
 pub mod store;
 pub mod whiteout;
