@@ -61,6 +61,12 @@ impl<'a> Store<'a> {
         self.run(args).success().stdout_text()
     }
 
+    /// Runs `sh -c SCRIPT` in a new container `name` of `image`, which is
+    /// kept (for `diff`, `commit`, `rm`); must succeed; returns its stdout.
+    fn sh(&self, name: &str, image: &str, script: &str) -> String {
+        self.ok(&["run", "--name", name, image, "--", "sh", "-c", script])
+    }
+
     /// Imports `dir` (or a tarball) as the image `name`.
     fn import(&self, name: &str, source: &Path) {
         self.ok(&["image", "import", name, source.to_str().unwrap()]);
@@ -346,16 +352,7 @@ fn a_file_created_inside_lands_in_the_upper_dir_only() {
     let sandbox = Sandbox::new();
     let store = Store::new(&sandbox);
     store.import_busybox();
-    store.ok(&[
-        "run",
-        "--name",
-        "c1",
-        "busybox",
-        "--",
-        "sh",
-        "-c",
-        "echo hi > /new",
-    ]);
+    store.sh("c1", "busybox", "echo hi > /new");
     let upper = store.container_dir("c1").join("upper");
     assert_eq!(std::fs::read_to_string(upper.join("new")).unwrap(), "hi\n");
     assert!(
@@ -376,7 +373,7 @@ fn modifying_a_lower_file_copies_it_up_and_keeps_the_layer() {
     let layer_hosts = store.top_layer("busybox").join("etc/hosts");
     let before = std::fs::read(&layer_hosts).unwrap();
     let script = "echo '10.0.0.1 db' >> /etc/hosts && cat /etc/hosts";
-    let inside = store.ok(&["run", "--name", "c1", "busybox", "--", "sh", "-c", script]);
+    let inside = store.sh("c1", "busybox", script);
     assert!(inside.ends_with("10.0.0.1 db\n"), "{inside}");
     let copied = store.container_dir("c1").join("upper/etc/hosts");
     assert_eq!(
@@ -397,7 +394,7 @@ fn deleting_a_lower_file_leaves_a_whiteout_and_hides_it() {
     let store = Store::new(&sandbox);
     store.import_busybox();
     let script = "rm /etc/os-release && ls /etc";
-    let listed = store.ok(&["run", "--name", "c1", "busybox", "--", "sh", "-c", script]);
+    let listed = store.sh("c1", "busybox", script);
     assert!(!listed.contains("os-release"), "{listed}");
     let whiteout =
         std::fs::symlink_metadata(store.container_dir("c1").join("upper/etc/os-release"))
@@ -412,7 +409,7 @@ fn a_directory_removed_and_made_again_is_opaque() {
     let store = Store::new(&sandbox);
     store.import_busybox();
     let script = "rm -rf /etc && mkdir /etc && echo fresh > /etc/new && ls /etc";
-    let listed = store.ok(&["run", "--name", "c1", "busybox", "--", "sh", "-c", script]);
+    let listed = store.sh("c1", "busybox", script);
     assert_eq!(listed, "new\n", "the image's /etc must be hidden");
     let etc = store.container_dir("c1").join("upper/etc");
     assert_eq!(
@@ -426,26 +423,8 @@ fn two_containers_of_one_image_do_not_see_each_others_changes() {
     let sandbox = Sandbox::new();
     let store = Store::new(&sandbox);
     store.import_busybox();
-    store.ok(&[
-        "run",
-        "--name",
-        "a",
-        "busybox",
-        "--",
-        "sh",
-        "-c",
-        "echo a > /mine",
-    ]);
-    let seen = store.ok(&[
-        "run",
-        "--name",
-        "b",
-        "busybox",
-        "--",
-        "sh",
-        "-c",
-        "cat /mine; echo b > /mine; cat /mine",
-    ]);
+    store.sh("a", "busybox", "echo a > /mine");
+    let seen = store.sh("b", "busybox", "cat /mine; echo b > /mine; cat /mine");
     assert_eq!(seen, "b\n", "container b saw a's file");
     let upper = |name: &str| store.container_dir(name).join("upper/mine");
     assert_eq!(std::fs::read_to_string(upper("a")).unwrap(), "a\n");
@@ -462,7 +441,7 @@ fn the_upper_dir_after_a_session_shows_copy_ups_whiteouts_and_opaque_dirs() {
     let sandbox = Sandbox::new();
     let store = Store::new(&sandbox);
     store.import_busybox();
-    store.ok(&["run", "--name", "c1", "busybox", "--", "sh", "-c", SESSION]);
+    store.sh("c1", "busybox", SESSION);
     let mut lines = Vec::new();
     list_tree(
         &store.container_dir("c1").join("upper"),
@@ -477,7 +456,7 @@ fn diff_lists_what_changed_like_docker_diff() {
     let sandbox = Sandbox::new();
     let store = Store::new(&sandbox);
     store.import_busybox();
-    store.ok(&["run", "--name", "c1", "busybox", "--", "sh", "-c", SESSION]);
+    store.sh("c1", "busybox", SESSION);
     let diff = store.ok(&["diff", "c1"]);
     snapshot_settings("03-overlayfs").bind(|| insta::assert_snapshot!("diff", diff));
 }
@@ -487,7 +466,7 @@ fn commit_then_run_sees_the_changes_deletions_included() {
     let sandbox = Sandbox::new();
     let store = Store::new(&sandbox);
     store.import_busybox();
-    store.ok(&["run", "--name", "c1", "busybox", "--", "sh", "-c", SESSION]);
+    store.sh("c1", "busybox", SESSION);
     store.ok(&["commit", "c1", "busybox-changed"]);
     let script = "cat /new.txt /srv/data/x; tail -1 /etc/hosts; ls /home | wc -l; \
                   test -e /etc/os-release || echo os-release gone; readlink /data";
@@ -603,7 +582,7 @@ fn image_save_is_read_back_by_skopeo_and_umoci() {
     let sandbox = Sandbox::new();
     let store = Store::new(&sandbox);
     store.import_busybox();
-    store.ok(&["run", "--name", "c1", "busybox", "--", "sh", "-c", SESSION]);
+    store.sh("c1", "busybox", SESSION);
     store.ok(&["commit", "c1", "changed"]);
     let archive = sandbox.join("changed.tar");
     store.ok(&["image", "save", "changed", archive.to_str().unwrap()]);
@@ -886,16 +865,7 @@ fn image_rm_is_refused_while_used_and_keeps_shared_layers() {
     let sandbox = Sandbox::new();
     let store = Store::new(&sandbox);
     store.import_busybox();
-    store.ok(&[
-        "run",
-        "--name",
-        "c1",
-        "busybox",
-        "--",
-        "sh",
-        "-c",
-        "echo x > /x",
-    ]);
+    store.sh("c1", "busybox", "echo x > /x");
     store.ok(&["commit", "c1", "child"]);
     store.run(&["image", "rm", "busybox"]).code(125);
     store.ok(&["rm", "c1"]);
@@ -1084,16 +1054,7 @@ fn a_container_keeps_its_layers_when_its_image_name_is_reused() {
     let sandbox = Sandbox::new();
     let store = Store::new(&sandbox);
     store.import_busybox();
-    store.ok(&[
-        "run",
-        "--name",
-        "c1",
-        "busybox",
-        "--",
-        "sh",
-        "-c",
-        "echo kept > /kept",
-    ]);
+    store.sh("c1", "busybox", "echo kept > /kept");
     // The name busybox now means another image, with no shell at all.
     let other = sandbox.join("other");
     std::fs::create_dir(&other).unwrap();
@@ -1311,7 +1272,7 @@ fn a_directory_of_the_image_can_be_moved() {
     let store = Store::new(&sandbox);
     store.import_busybox();
     let script = "mv /etc /etc2 && ls /etc2 && test ! -e /etc && echo moved";
-    let seen = store.ok(&["run", "--name", "c1", "busybox", "--", "sh", "-c", script]);
+    let seen = store.sh("c1", "busybox", script);
     assert!(
         seen.ends_with("moved\n") && seen.contains("passwd"),
         "{seen}"
