@@ -815,12 +815,7 @@ pub fn walk_sorted(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn new_store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        (dir, store)
-    }
+    use crate::store::new_store;
 
     /// A tar entry header with `path` written as is, unchecked: the tar
     /// crate's own setters refuse the hostile paths we need.

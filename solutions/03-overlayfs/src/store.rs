@@ -205,6 +205,14 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
         .with_context(|| format!("rename({}, {})", temporary.display(), path.display()))
 }
 
+/// A store in a new temporary directory, for the unit tests.
+#[cfg(test)]
+pub(crate) fn new_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (dir, store)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

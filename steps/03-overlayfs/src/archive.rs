@@ -481,15 +481,10 @@ fn import_layer_file(store: &Store, lock: &Locked, path: &Path) -> Result<Layer>
 mod tests {
     use super::*;
     use crate::save::{append_bytes, archive_header, blob_name};
+    use crate::store::new_store;
     use oci_spec::image::{Digest, ImageIndexBuilder, ImageManifestBuilder};
     use std::io::Write;
     use std::str::FromStr;
-
-    fn new_store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        (dir, store)
-    }
 
     /// A tar with these (path, contents) files.
     fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
