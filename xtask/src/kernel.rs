@@ -81,7 +81,7 @@ pub fn run(root: &Path, kernel: &str, raw: bool, only: &[String]) -> Result<()> 
         "kernel-test boots Debian's amd64 kernels: it runs on x86_64 hosts only"
     );
     let series = Series::parse_choice(kernel)?;
-    let steps = suite::select_steps(&all_steps(root)?, only)?;
+    let steps = crate::verify::select_steps(&root.join("solutions"), only)?;
     let cache = crate::target_dir(root).join("kernel-test");
     let downloads = cache.join("downloads");
     let tools_dir = cache.join("tools");
@@ -134,15 +134,6 @@ pub fn run(root: &Path, kernel: &str, raw: bool, only: &[String]) -> Result<()> 
         bail!("tests failed on kernel {}", broken.join(" and "));
     }
     Ok(())
-}
-
-/// The steps: the `NN-topic` directories under solutions/.
-fn all_steps(root: &Path) -> Result<Vec<String>> {
-    Ok(crate::verify::step_dirs(&root.join("solutions"))?
-        .iter()
-        .filter_map(|dir| dir.file_name())
-        .map(|name| name.to_string_lossy().into_owned())
-        .collect())
 }
 
 /// KVM when /dev/kvm opens and an earlier run did not find it broken on

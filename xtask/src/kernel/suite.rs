@@ -281,22 +281,6 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// The steps to test: all when `only` is empty, else those whose name
-/// starts with one of `only` (`01` or `01-unshare-pid`), like `verify`.
-pub fn select_steps(all: &[String], only: &[String]) -> Result<Vec<String>> {
-    let selected: Vec<String> = all
-        .iter()
-        .filter(|step| {
-            only.is_empty() || only.iter().any(|wanted| step.starts_with(wanted.as_str()))
-        })
-        .cloned()
-        .collect();
-    if selected.is_empty() {
-        bail!("no step matched {only:?} (the steps: {})", all.join(", "));
-    }
-    Ok(selected)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,18 +323,6 @@ test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; 
         assert_eq!(count(summary, "passed"), 12);
         assert_eq!(count(summary, "failed"), 3);
         assert_eq!(count(summary, "filtered out"), 0);
-    }
-
-    #[test]
-    fn steps_are_chosen_by_prefix() {
-        let all = ["01-unshare-pid".to_string(), "02-mount-ns".to_string()];
-        assert_eq!(select_steps(&all, &[]).unwrap(), all);
-        assert_eq!(select_steps(&all, &["02".into()]).unwrap(), ["02-mount-ns"]);
-        assert_eq!(
-            select_steps(&all, &["01-unshare-pid".into()]).unwrap(),
-            ["01-unshare-pid"]
-        );
-        assert!(select_steps(&all, &["07".into()]).is_err());
     }
 
     #[test]
