@@ -21,6 +21,7 @@
 //! pivot_root into it.
 
 pub mod archive;
+pub mod cli;
 pub mod container;
 pub mod image;
 pub mod layer;

@@ -16,6 +16,8 @@ use crate::layer;
 use crate::overlay;
 use crate::store::{self, Store};
 use anyhow::{bail, Context, Result};
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -64,21 +66,71 @@ fn dir_of(store: &Store, id: &str) -> PathBuf {
     store.containers_dir().join(id)
 }
 
+/// What a later step adds to the life of a container: step 04 its network,
+/// step 05 its cgroup. Step 03 itself adds nothing ([`NoExtension`]); every
+/// method has a default that does nothing.
+pub trait Extension {
+    /// The namespaces the container needs besides step 01's.
+    fn namespaces(&self) -> CloneFlags {
+        CloneFlags::empty()
+    }
+
+    /// In the runtime, once the container is in the store (`dir`) and before
+    /// its child is cloned: take what it needs (an address, a cgroup).
+    fn before_start(&mut self, _state: &State, _dir: &Path) -> Result<()> {
+        Ok(())
+    }
+
+    /// In the runtime, while the child waits on step 01's sync pipe.
+    fn child_started(&self, _child: Pid) -> Result<()> {
+        Ok(())
+    }
+
+    /// In the child, once the overlay is mounted on `merged` and before
+    /// step 02 pivots into it.
+    fn prepare_root(&self, _merged: &Path) -> Result<()> {
+        Ok(())
+    }
+
+    /// In the runtime, when the container has ended, or failed to start at
+    /// any point after `before_start` was called: give back all it took.
+    fn after_exit(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Step 03's containers: nothing besides the overlay.
+#[derive(Debug, Default)]
+pub struct NoExtension;
+
+impl Extension for NoExtension {}
+
 /// `run IMAGE [-- CMD...]`: creates the container, runs it to its end and
 /// returns the exit code. A container the runtime could not start (no
 /// child was made) is removed again; one whose child failed before exec
 /// (exit code 125) is kept, as docker keeps it, for `ps -a` and `rm`.
 pub fn run(store: &Store, options: &RunOptions) -> Result<i32> {
+    run_with(store, options, &mut NoExtension)
+}
+
+/// `run`, with what a later step adds to the container.
+pub fn run_with(store: &Store, options: &RunOptions, extension: &mut dyn Extension) -> Result<i32> {
     let state = create(store, options)?;
     let dir = dir_of(store, &state.id);
-    let started = start(store, &state, options);
+    let started = extension
+        .before_start(&state, &dir)
+        .and_then(|()| start(store, &state, options, &*extension));
+    // Given back on every path, before the container's directory goes.
+    let given_back = extension.after_exit();
     if options.remove || started.is_err() {
         let lock = store.lock()?;
         store.discard(&dir, &lock)?;
     } else if let Ok(code) = &started {
         record_exit(&dir, *code)?;
     }
-    started
+    let code = started?;
+    given_back?;
+    Ok(code)
 }
 
 /// Makes `containers/<id>/` (in `tmp/`, then renamed into place) with its
@@ -139,7 +191,12 @@ fn command_for(image: &Image, given: &[String]) -> Result<Vec<String>> {
 }
 
 /// Runs the container's command with the overlay as its root.
-fn start(store: &Store, state: &State, options: &RunOptions) -> Result<i32> {
+fn start(
+    store: &Store,
+    state: &State,
+    options: &RunOptions,
+    extension: &dyn Extension,
+) -> Result<i32> {
     let dir = dir_of(store, &state.id);
     let relative = |name: &str| Path::new("containers").join(&state.id).join(name);
     let lowers: Vec<PathBuf> = state
@@ -163,35 +220,43 @@ fn start(store: &Store, state: &State, options: &RunOptions) -> Result<i32> {
         rootfs: mount_ns::Rootfs::new(&dir.join("merged"), options.read_only)?,
         env: container_environment(&image_env, &hostname)?,
         working_dir: settings.working_dir().clone(),
+        extension,
     };
     let mut spec = pid::Spec::new(state.command.clone());
+    spec.namespaces |= extension.namespaces();
     spec.init = options.init;
     spec.hostname = Some(hostname);
     pid::run(&spec, &root)
 }
 
 /// The container's root filesystem: the overlay, then step 02's pivot.
-#[derive(Debug)]
-struct ContainerRoot {
+struct ContainerRoot<'a> {
     store_root: PathBuf,
     mount_options: String,
     merged: PathBuf,
     rootfs: mount_ns::Rootfs,
     env: Vec<(String, String)>,
     working_dir: Option<String>,
+    extension: &'a dyn Extension,
 }
 
-impl pid::Hooks for ContainerRoot {
+impl pid::Hooks for ContainerRoot<'_> {
     /// Runs in the child, in its new mount namespace, before exec.
     // ANCHOR: prepare_filesystem
     fn prepare_filesystem(&self) -> Result<()> {
         // Private first, so that the overlay never shows up on the host.
         mount_ns::root::make_mounts_private()?;
         overlay::mount_overlay(&self.store_root, &self.mount_options, &self.merged)?;
+        self.extension.prepare_root(&self.merged)?;
         self.rootfs.prepare_filesystem()?;
         apply_image_settings(&self.env, self.working_dir.as_deref())
     }
     // ANCHOR_END: prepare_filesystem
+
+    /// Runs in the runtime while the child waits.
+    fn child_started(&self, child: Pid) -> Result<()> {
+        self.extension.child_started(child)
+    }
 }
 
 /// The command's whole environment, as docker builds it: a PATH (the

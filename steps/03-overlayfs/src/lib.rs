@@ -25,6 +25,7 @@
 #![allow(unused, unreachable_code)]
 
 pub mod archive;
+pub mod cli;
 pub mod container;
 pub mod image;
 pub mod layer;
