@@ -214,6 +214,11 @@ fn shorten(text: &str, max: usize) -> String {
     }
 }
 
+/// The store at `root`, or the error on one line and exit code 125.
+pub fn open_store_or_exit(root: &std::path::Path) -> Store {
+    Store::open(root).unwrap_or_else(|error| pid::cli::exit_with(Err(error)))
+}
+
 /// Rust programs start with SIGPIPE ignored, so a write to a closed pipe
 /// fails, and println! panics on it: `image ls | head -1` would print a
 /// panic. Listing commands die quietly of SIGPIPE instead, as C programs do.

@@ -141,7 +141,7 @@ fn create(store: &Store, options: &RunOptions) -> Result<State> {
     let command = command_for(&image, &options.command)?;
     let name = match &options.name {
         Some(name) => {
-            check_container_name(name)?;
+            check_name("container", name)?;
             if list(store)?.iter().any(|state| state.name == *name) {
                 bail!("the container name {name:?} is already in use: `rm` it, or choose another");
             }
@@ -496,15 +496,16 @@ fn commit_locked(
     Ok(image)
 }
 
-/// Refuses names that are not like docker's container names.
-fn check_container_name(name: &str) -> Result<()> {
+/// Refuses names that are not like docker's container (and network) names:
+/// `what` says which kind of name it is.
+pub fn check_name(what: &str, name: &str) -> Result<()> {
     let valid = name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.len() <= 64
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !valid {
-        bail!("invalid container name {name:?}: use letters, digits and _ . - (at most 64)");
+        bail!("invalid {what} name {name:?}: use letters, digits and _ . - (at most 64)");
     }
     Ok(())
 }

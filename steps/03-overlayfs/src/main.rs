@@ -3,9 +3,11 @@
 use clap::{Parser, Subcommand};
 use pid::cli::{exit_with, parse_or_exit};
 use std::path::PathBuf;
-use step_03_overlayfs::cli::{die_quietly_on_a_closed_pipe, store_command, RunArgs, StoreCommand};
+use step_03_overlayfs::cli::{
+    die_quietly_on_a_closed_pipe, open_store_or_exit, store_command, RunArgs, StoreCommand,
+};
 use step_03_overlayfs::container;
-use step_03_overlayfs::store::{Store, DEFAULT_ROOT};
+use step_03_overlayfs::store::DEFAULT_ROOT;
 
 /// Step 03 of the tara workshop: images made of layers, and containers that
 /// copy on write, with overlayfs.
@@ -42,10 +44,7 @@ enum Command {
 fn main() {
     die_quietly_on_a_closed_pipe();
     let cli: Cli = parse_or_exit();
-    let store = match Store::open(&cli.root) {
-        Ok(store) => store,
-        Err(error) => exit_with(Err(error)),
-    };
+    let store = open_store_or_exit(&cli.root);
     match cli.command {
         Command::Run(args) => exit_with(container::run(&store, &args.options())),
         Command::Store(command) => exit_with(store_command(&store, command).map(|()| 0)),

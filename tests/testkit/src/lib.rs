@@ -13,6 +13,8 @@
 //! * [`snapshots`]: insta settings with the redactions the workshop needs.
 //! * [`exercises`]: failures that name the blank exercise, and tests that
 //!   call one exercise's function in a fresh process.
+//! * [`netns`]: a network namespace per test that plays the host, so that
+//!   nothing a test does reaches the machine's own network.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(
@@ -23,6 +25,7 @@ compile_error!(
 
 pub mod exercises;
 pub mod finished;
+pub mod netns;
 pub mod process;
 pub mod rootfs;
 pub mod sandbox;
@@ -33,6 +36,7 @@ pub use exercises::{
     run_to_end, share_every_mount_here, shared_mount_points, still_shared_message,
 };
 pub use finished::Finished;
+pub use netns::{HostNetns, Outside};
 pub use process::{run_with_deadline, Ended, Running, DEFAULT_DEADLINE};
 pub use rootfs::{busybox_rootfs, private_busybox_rootfs};
 pub use sandbox::Sandbox;

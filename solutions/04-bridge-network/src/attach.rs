@@ -1,0 +1,197 @@
+//! A container's network, from start to end, as step 03's
+//! [`Extension`]: what `run` adds to a container of step 03.
+//!
+//! ```text
+//! runtime                                        child (waiting, then running)
+//! -------                                        -----------------------------
+//! before_start:  bring the network up (bridge, rules)
+//!                lease an address, add the port rules,
+//!                write hosts, hostname, resolv.conf
+//! clone(... | CLONE_NEWNET) ─────────────────▶   a new network namespace: only lo, down
+//! child_started: veth pair, host end on the
+//!                bridge; lo, eth0, default route
+//!                inside
+//!                                                prepare_root: bind-mount the three
+//!                                                files over the image's /etc/...
+//! after_exit:    delete the veth (if the kernel
+//!                has not yet), the port rules,
+//!                give the address back
+//! ```
+
+use crate::etc_files;
+use crate::firewall;
+use crate::ipam;
+use crate::netlink::Netlink;
+use crate::network::{self, Network};
+use crate::ports::PortMapping;
+use crate::wiring;
+use anyhow::{bail, Context, Result};
+use ipnet::Ipv4Net;
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+use overlay::container::{Extension, State};
+use overlay::store::{Locked, Store};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// `--network none`.
+pub const NO_NETWORK: &str = "none";
+
+/// What `run` asks of the network.
+#[derive(Debug, Clone)]
+pub struct NetworkOptions {
+    /// The network's name, or [`NO_NETWORK`].
+    pub network: String,
+    /// `-p` mappings.
+    pub ports: Vec<PortMapping>,
+    /// `--hostname`, for /etc/hosts and /etc/hostname.
+    pub hostname: Option<String>,
+}
+
+/// A container's place on its network, while it exists.
+#[derive(Debug)]
+pub struct Attachment<'a> {
+    store: &'a Store,
+    options: NetworkOptions,
+    /// Set by `before_start`.
+    joined: Option<Joined>,
+    /// The container's directory, where its /etc files are.
+    dir: PathBuf,
+}
+
+/// What the container took on its network.
+#[derive(Debug)]
+struct Joined {
+    network: Network,
+    address: Ipv4Addr,
+    id: String,
+}
+
+impl<'a> Attachment<'a> {
+    pub fn new(store: &'a Store, options: NetworkOptions) -> Result<Self> {
+        if options.network == NO_NETWORK && !options.ports.is_empty() {
+            bail!("-p publishes a port on a network: it cannot be used with --network none");
+        }
+        Ok(Attachment {
+            store,
+            options,
+            joined: None,
+            dir: PathBuf::new(),
+        })
+    }
+
+    /// Takes an address on the network, under the store's lock.
+    fn join(&mut self, state: &State, lock: &Locked) -> Result<()> {
+        let network = network::for_container(self.store, &self.options.network, lock)?;
+        check_ports_free(self.store, &self.options.ports)?;
+        let address = ipam::lease(self.store, &network, &state.id, &self.options.ports, lock)?;
+        self.joined = Some(Joined {
+            network,
+            address,
+            id: state.id.clone(),
+        });
+        let joined = self.joined.as_ref().expect("just set");
+        firewall::add_port_rules(&joined.network, address, &self.options.ports)
+    }
+
+    /// The address of the container's eth0, with its network's prefix, and
+    /// the gateway.
+    fn eth0(&self) -> Option<(Ipv4Net, Ipv4Addr)> {
+        self.joined.as_ref().map(|joined| {
+            let address = Ipv4Net::new(joined.address, joined.network.subnet.prefix_len())
+                .expect("a prefix from a subnet");
+            (address, joined.network.gateway)
+        })
+    }
+}
+
+impl Extension for Attachment<'_> {
+    fn namespaces(&self) -> CloneFlags {
+        // Also with --network none: a namespace with only lo, cut off.
+        CloneFlags::CLONE_NEWNET
+    }
+
+    fn before_start(&mut self, state: &State, dir: &Path) -> Result<()> {
+        self.dir = dir.to_path_buf();
+        if self.options.network != NO_NETWORK {
+            let lock = self.store.lock()?;
+            self.join(state, &lock)?;
+        }
+        // As docker, the hostname is the short ID unless --hostname is given.
+        let hostname = self
+            .options
+            .hostname
+            .clone()
+            .unwrap_or_else(|| state.id[..12].to_string());
+        let address = self.joined.as_ref().map(|joined| joined.address);
+        etc_files::write(dir, address, &hostname, &state.name)
+    }
+
+    // ANCHOR: child_started
+    fn child_started(&self, child: Pid) -> Result<()> {
+        if let Some(joined) = &self.joined {
+            let mut host = Netlink::new()?;
+            let host_end = wiring::host_end_name(&joined.id);
+            wiring::create_veth_pair(&mut host, &host_end, &joined.network.bridge, child)?;
+        }
+        let mut inside = Netlink::in_namespace_of(child)?;
+        wiring::configure_inside(&mut inside, self.eth0())
+    }
+    // ANCHOR_END: child_started
+
+    fn prepare_root(&self, merged: &Path) -> Result<()> {
+        etc_files::bind_into(&self.dir, merged)
+    }
+
+    fn after_exit(&mut self) -> Result<()> {
+        let Some(joined) = self.joined.take() else {
+            return Ok(());
+        };
+        let _lock = self.store.lock()?;
+        delete_veth(&wiring::host_end_name(&joined.id))?;
+        firewall::remove_port_rules(&joined.network, joined.address, &self.options.ports)?;
+        ipam::release(self.store, &joined.network, joined.address)
+    }
+}
+
+/// Deletes the host's end of a veth pair, if it is still there. The kernel
+/// deletes both ends when the container's network namespace dies, but in a
+/// worker of its own, some time after the last process exited: deleting it
+/// here means it is gone when `run` returns.
+fn delete_veth(name: &str) -> Result<()> {
+    let mut host = Netlink::new()?;
+    let Some(index) = host.link_index(name)? else {
+        return Ok(());
+    };
+    let deleted = host.delete_link(index);
+    // The kernel may have been faster, between our lookup and our request.
+    if deleted.is_err() && host.link_index(name)?.is_none() {
+        return Ok(());
+    }
+    deleted
+}
+
+/// Refuses a host port that a running container has published already:
+/// the second DNAT rule would never see a packet.
+fn check_ports_free(store: &Store, wanted: &[PortMapping]) -> Result<()> {
+    for network in network::list(store)? {
+        for (_, lease, state) in ipam::attached(store, &network)? {
+            for taken in &lease.ports {
+                if let Some(port) = wanted.iter().find(|port| port.clashes_with(taken)) {
+                    bail!(
+                        "port {}/{} of the host is already published by container {} ({taken})",
+                        port.host_port,
+                        port.protocol.name(),
+                        state.name
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The container's address on its network, for `network inspect`.
+pub fn address_with_prefix(network: &Network, address: Ipv4Addr) -> Result<Ipv4Net> {
+    Ipv4Net::new(address, network.subnet.prefix_len()).context("an address with a prefix")
+}

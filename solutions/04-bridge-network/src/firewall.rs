@@ -1,0 +1,345 @@
+//! iptables rules: masquerade, forwarding, published ports, and the
+//! isolation of networks from each other.
+//!
+//! As docker and the CNI plugins do, the rules are set by running the
+//! `iptables` command (Debian and Ubuntu's is iptables-nft: the same rules,
+//! stored by the kernel's nf_tables). They live in chains of tara's own, so
+//! that they are easy to read (`iptables -S TARA-FORWARD`) and never mixed
+//! up with the host's:
+//!
+//! ```text
+//! filter FORWARD ─▶ TARA-ISOLATION-1 ─▶ TARA-ISOLATION-2   drop between networks
+//!                ─▶ TARA-FORWARD                          accept to and from bridges
+//! nat PREROUTING, OUTPUT (to a local address) ─▶ TARA-DNAT  published ports
+//! nat POSTROUTING ─▶ TARA-POSTROUTING                     masquerade
+//! ```
+//!
+//! Every rule is added only when `iptables -C` does not find it, so adding
+//! twice changes nothing; a network's rules go with `network rm`, a
+//! container's (its published ports) when it ends.
+
+use crate::network::Network;
+use crate::ports::PortMapping;
+use anyhow::{bail, Context, Result};
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+/// One iptables rule: `iptables -t TABLE -A CHAIN ARGS...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub table: &'static str,
+    pub chain: &'static str,
+    pub args: Vec<String>,
+}
+
+impl Rule {
+    fn new(table: &'static str, chain: &'static str, args: &[&str]) -> Self {
+        Rule {
+            table,
+            chain,
+            args: args.iter().map(|arg| arg.to_string()).collect(),
+        }
+    }
+}
+
+/// tara's chains, and where the kernel's built-in chains jump to them.
+const JUMPS: [(&str, &str, &str, &[&str]); 6] = [
+    ("filter", "FORWARD", "TARA-FORWARD", &[]),
+    // Inserted after TARA-FORWARD, so first: isolation is decided before
+    // anything is accepted.
+    ("filter", "FORWARD", "TARA-ISOLATION-1", &[]),
+    // Reached from TARA-ISOLATION-1 only: no jump from a built-in chain.
+    ("filter", "", "TARA-ISOLATION-2", &[]),
+    (
+        "nat",
+        "PREROUTING",
+        "TARA-DNAT",
+        &["-m", "addrtype", "--dst-type", "LOCAL"],
+    ),
+    (
+        "nat",
+        "OUTPUT",
+        "TARA-DNAT",
+        &["-m", "addrtype", "--dst-type", "LOCAL"],
+    ),
+    ("nat", "POSTROUTING", "TARA-POSTROUTING", &[]),
+];
+
+/// The rules that keep the other tara networks away from `bridge`'s.
+// ANCHOR: isolation
+pub fn isolation_rules(bridge: &str) -> Vec<Rule> {
+    // EXERCISE 4: isolate the network. Hint: two rules in the filter table, as docker's
+    // DOCKER-ISOLATION chains: in TARA-ISOLATION-1, what comes in from this bridge and
+    // goes out by another interface jumps to TARA-ISOLATION-2 (-i BRIDGE ! -o BRIDGE
+    // -j TARA-ISOLATION-2); there, what goes out to this bridge is dropped (-o BRIDGE
+    // -j DROP). Every network adds both, so traffic between two tara bridges is dropped.
+    // SOLUTION-BEGIN
+    vec![
+        Rule::new(
+            "filter",
+            "TARA-ISOLATION-1",
+            &["-i", bridge, "!", "-o", bridge, "-j", "TARA-ISOLATION-2"],
+        ),
+        Rule::new("filter", "TARA-ISOLATION-2", &["-o", bridge, "-j", "DROP"]),
+    ]
+    // SOLUTION-END
+}
+// ANCHOR_END: isolation
+
+/// The rules of a network besides its isolation: masquerade what leaves its
+/// subnet for another interface; forward what comes from its bridge, and
+/// the replies back.
+// ANCHOR: network_rules
+pub fn network_rules(network: &Network) -> Vec<Rule> {
+    let bridge = network.bridge.as_str();
+    let subnet = network.subnet.to_string();
+    vec![
+        // The source address of what a container sends out becomes the
+        // host's: the outside world has no route back to 10.87.0.2.
+        Rule::new(
+            "nat",
+            "TARA-POSTROUTING",
+            &["-s", &subnet, "!", "-o", bridge, "-j", "MASQUERADE"],
+        ),
+        // A published port reached from the host itself (127.0.0.1 too):
+        // the container must answer the bridge's address, not the host's.
+        Rule::new(
+            "nat",
+            "TARA-POSTROUTING",
+            &[
+                "-o",
+                bridge,
+                "-m",
+                "addrtype",
+                "--src-type",
+                "LOCAL",
+                "-j",
+                "MASQUERADE",
+            ],
+        ),
+        Rule::new("filter", "TARA-FORWARD", &["-i", bridge, "-j", "ACCEPT"]),
+        Rule::new(
+            "filter",
+            "TARA-FORWARD",
+            &[
+                "-o",
+                bridge,
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "RELATED,ESTABLISHED",
+                "-j",
+                "ACCEPT",
+            ],
+        ),
+    ]
+}
+// ANCHOR_END: network_rules
+
+/// The rules of one published port of the container at `address`:
+/// connections to the host's port are sent to the container's (DNAT), and
+/// forwarded to it.
+pub fn port_rules(network: &Network, address: Ipv4Addr, port: &PortMapping) -> Vec<Rule> {
+    let bridge = network.bridge.as_str();
+    let protocol = port.protocol.name();
+    let host_port = port.host_port.to_string();
+    let container_port = port.container_port.to_string();
+    let destination = format!("{address}:{container_port}");
+    let mut dnat = vec!["!", "-i", bridge, "-p", protocol, "--dport", &host_port];
+    let host_ip = port.host_ip.map(|ip| ip.to_string());
+    if let Some(ip) = &host_ip {
+        dnat.extend(["-d", ip]);
+    }
+    dnat.extend(["-j", "DNAT", "--to-destination", &destination]);
+    let address = address.to_string();
+    vec![
+        Rule::new("nat", "TARA-DNAT", &dnat),
+        Rule::new(
+            "filter",
+            "TARA-FORWARD",
+            &[
+                "-d",
+                &address,
+                "!",
+                "-i",
+                bridge,
+                "-o",
+                bridge,
+                "-p",
+                protocol,
+                "--dport",
+                &container_port,
+                "-j",
+                "ACCEPT",
+            ],
+        ),
+    ]
+}
+
+/// Adds tara's chains (once) and the rules of `network`.
+pub fn add_network_rules(network: &Network) -> Result<()> {
+    ensure_chains()?;
+    all_rules(network).iter().try_for_each(add)
+}
+
+/// Whether the rules of `network` are in place, judged by its masquerade
+/// rule: a firewall reload (`firewall-cmd --reload`, `iptables -F`) removes
+/// every rule, and leaves the bridge.
+pub fn network_rules_present(network: &Network) -> bool {
+    network_rules(network).first().is_some_and(exists)
+}
+
+/// Removes the rules of `network`, those that exist.
+pub fn remove_network_rules(network: &Network) -> Result<()> {
+    all_rules(network).iter().try_for_each(delete)
+}
+
+fn all_rules(network: &Network) -> Vec<Rule> {
+    let mut rules = network_rules(network);
+    rules.extend(isolation_rules(&network.bridge));
+    rules
+}
+
+/// Adds the rules of the container's published ports.
+pub fn add_port_rules(network: &Network, address: Ipv4Addr, ports: &[PortMapping]) -> Result<()> {
+    for port in ports {
+        port_rules(network, address, port)
+            .iter()
+            .try_for_each(add)?;
+    }
+    Ok(())
+}
+
+/// Removes the rules of the container's published ports, those that exist.
+pub fn remove_port_rules(
+    network: &Network,
+    address: Ipv4Addr,
+    ports: &[PortMapping],
+) -> Result<()> {
+    for port in ports {
+        port_rules(network, address, port)
+            .iter()
+            .try_for_each(delete)?;
+    }
+    Ok(())
+}
+
+/// `iptables -N` for each of tara's chains, and the jumps to them.
+fn ensure_chains() -> Result<()> {
+    for (table, from, chain, matches) in JUMPS {
+        if iptables(&["-t", table, "-S", chain]).is_err() {
+            iptables(&["-t", table, "-N", chain])?;
+        }
+        if from.is_empty() {
+            continue;
+        }
+        let mut jump: Vec<&str> = matches.to_vec();
+        jump.extend(["-j", chain]);
+        let mut check = vec!["-t", table, "-C", from];
+        check.extend(&jump);
+        if iptables(&check).is_err() {
+            // -I: first in the built-in chain, before any rule of the host
+            // that would drop or reject the packet.
+            let mut insert = vec!["-t", table, "-I", from];
+            insert.extend(&jump);
+            iptables(&insert)?;
+        }
+    }
+    Ok(())
+}
+
+/// `iptables -A`, unless `iptables -C` finds the rule already.
+fn add(rule: &Rule) -> Result<()> {
+    if !exists(rule) {
+        iptables(&rule_args(rule, "-A"))?;
+    }
+    Ok(())
+}
+
+/// `iptables -D`, if `iptables -C` finds the rule.
+fn delete(rule: &Rule) -> Result<()> {
+    if exists(rule) {
+        iptables(&rule_args(rule, "-D"))?;
+    }
+    Ok(())
+}
+
+fn exists(rule: &Rule) -> bool {
+    iptables(&rule_args(rule, "-C")).is_ok()
+}
+
+/// `-t TABLE ACTION CHAIN ARGS...`
+fn rule_args<'a>(rule: &'a Rule, action: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["-t", rule.table, action, rule.chain];
+    args.extend(rule.args.iter().map(String::as_str));
+    args
+}
+
+/// Runs `iptables -w ARGS...` (-w: wait for the lock another iptables holds
+/// rather than fail).
+fn iptables(args: &[&str]) -> Result<()> {
+    let output = Command::new("iptables")
+        .arg("-w")
+        .args(args)
+        .output()
+        .context("running iptables (is the iptables package installed?)")?;
+    if !output.status.success() {
+        bail!(
+            "iptables {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network() -> Network {
+        Network {
+            name: "tara".into(),
+            bridge: "tara0".into(),
+            subnet: "10.87.0.0/16".parse().unwrap(),
+            gateway: "10.87.0.1".parse().unwrap(),
+        }
+    }
+
+    fn commands(rules: &[Rule]) -> Vec<String> {
+        rules
+            .iter()
+            .map(|rule| rule_args(rule, "-A").join(" "))
+            .collect()
+    }
+
+    #[test]
+    fn a_network_masquerades_and_forwards_its_subnet() {
+        let rules = commands(&network_rules(&network()));
+        assert_eq!(
+            rules,
+            [
+                "-t nat -A TARA-POSTROUTING -s 10.87.0.0/16 ! -o tara0 -j MASQUERADE",
+                "-t nat -A TARA-POSTROUTING -o tara0 -m addrtype --src-type LOCAL -j MASQUERADE",
+                "-t filter -A TARA-FORWARD -i tara0 -j ACCEPT",
+                "-t filter -A TARA-FORWARD -o tara0 -m conntrack --ctstate RELATED,ESTABLISHED \
+                 -j ACCEPT",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_published_port_is_sent_to_the_container() {
+        let port = "127.0.0.1:8080:80/udp".parse().unwrap();
+        let rules = commands(&port_rules(&network(), "10.87.0.2".parse().unwrap(), &port));
+        assert_eq!(
+            rules,
+            [
+                "-t nat -A TARA-DNAT ! -i tara0 -p udp --dport 8080 -d 127.0.0.1 -j DNAT \
+                 --to-destination 10.87.0.2:80",
+                "-t filter -A TARA-FORWARD -d 10.87.0.2 ! -i tara0 -o tara0 -p udp --dport 80 \
+                 -j ACCEPT",
+            ]
+        );
+    }
+}
