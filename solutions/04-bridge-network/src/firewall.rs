@@ -8,6 +8,7 @@
 //! up with the host's:
 //!
 //! ```text
+//! raw PREROUTING ─▶ TARA-RAW                             nothing to 127.0.0.1 from bridges
 //! filter FORWARD ─▶ TARA-ISOLATION-1 ─▶ TARA-ISOLATION-2   drop between networks
 //!                ─▶ TARA-FORWARD                          accept to and from bridges
 //! nat PREROUTING, OUTPUT (to a local address) ─▶ TARA-DNAT  published ports
@@ -42,27 +43,53 @@ impl Rule {
     }
 }
 
-/// tara's chains, and where the kernel's built-in chains jump to them.
-const JUMPS: [(&str, &str, &str, &[&str]); 6] = [
-    ("filter", "FORWARD", "TARA-FORWARD", &[]),
-    // Inserted after TARA-FORWARD, so first: isolation is decided before
-    // anything is accepted.
-    ("filter", "FORWARD", "TARA-ISOLATION-1", &[]),
-    // Reached from TARA-ISOLATION-1 only: no jump from a built-in chain.
-    ("filter", "", "TARA-ISOLATION-2", &[]),
-    (
-        "nat",
-        "PREROUTING",
-        "TARA-DNAT",
-        &["-m", "addrtype", "--dst-type", "LOCAL"],
-    ),
-    (
-        "nat",
-        "OUTPUT",
-        "TARA-DNAT",
-        &["-m", "addrtype", "--dst-type", "LOCAL"],
-    ),
-    ("nat", "POSTROUTING", "TARA-POSTROUTING", &[]),
+/// One of tara's chains, and the built-in chains that jump to it (with
+/// the matches of the jump).
+struct Chain {
+    table: &'static str,
+    name: &'static str,
+    jumped_from: &'static [(&'static str, &'static [&'static str])],
+}
+
+const LOCAL_DESTINATION: &[&str] = &["-m", "addrtype", "--dst-type", "LOCAL"];
+
+/// tara's chains. Where two jump from one built-in chain, the first listed
+/// comes first there: isolation is decided before anything is accepted.
+const CHAINS: [Chain; 6] = [
+    Chain {
+        table: "raw",
+        name: "TARA-RAW",
+        jumped_from: &[("PREROUTING", &[])],
+    },
+    Chain {
+        table: "filter",
+        name: "TARA-ISOLATION-1",
+        jumped_from: &[("FORWARD", &[])],
+    },
+    // Reached from TARA-ISOLATION-1 only.
+    Chain {
+        table: "filter",
+        name: "TARA-ISOLATION-2",
+        jumped_from: &[],
+    },
+    Chain {
+        table: "filter",
+        name: "TARA-FORWARD",
+        jumped_from: &[("FORWARD", &[])],
+    },
+    Chain {
+        table: "nat",
+        name: "TARA-DNAT",
+        jumped_from: &[
+            ("PREROUTING", LOCAL_DESTINATION),
+            ("OUTPUT", LOCAL_DESTINATION),
+        ],
+    },
+    Chain {
+        table: "nat",
+        name: "TARA-POSTROUTING",
+        jumped_from: &[("POSTROUTING", &[])],
+    },
 ];
 
 /// The rules that keep the other tara networks away from `bridge`'s.
@@ -116,6 +143,18 @@ pub fn network_rules(network: &Network) -> Vec<Rule> {
                 "-j",
                 "MASQUERADE",
             ],
+        ),
+        // route_localnet lets packets to 127.0.0.0/8 in from the bridge,
+        // for the published ports: without this rule a container could
+        // also reach the services of the host that listen on 127.0.0.1
+        // only (CVE-2020-8558 was this hole in Kubernetes). In the raw
+        // table, before connection tracking: there the replies of a
+        // published port's container are still addressed to the gateway,
+        // not yet translated back to 127.0.0.1.
+        Rule::new(
+            "raw",
+            "TARA-RAW",
+            &["-i", bridge, "-d", "127.0.0.0/8", "-j", "DROP"],
         ),
         Rule::new("filter", "TARA-FORWARD", &["-i", bridge, "-j", "ACCEPT"]),
         Rule::new(
@@ -182,11 +221,18 @@ pub fn add_network_rules(network: &Network) -> Result<()> {
     all_rules(network).iter().try_for_each(add)
 }
 
-/// Whether the rules of `network` are in place, judged by its masquerade
-/// rule: a firewall reload (`firewall-cmd --reload`, `iptables -F`) removes
-/// every rule, and leaves the bridge.
+/// Whether the rules of `network` are in place, judged by one rule in
+/// each table: a firewall reload (`firewall-cmd --reload`) or `iptables -F`
+/// (which flushes the filter table only) removes them, and leaves the
+/// bridge.
 pub fn network_rules_present(network: &Network) -> bool {
-    network_rules(network).first().is_some_and(exists)
+    let rules = all_rules(network);
+    ["raw", "filter", "nat"].iter().all(|table| {
+        rules
+            .iter()
+            .find(|rule| rule.table == *table)
+            .is_some_and(exists)
+    })
 }
 
 /// Removes the rules of `network`, those that exist.
@@ -226,26 +272,71 @@ pub fn remove_port_rules(
 
 /// `iptables -N` for each of tara's chains, and the jumps to them.
 fn ensure_chains() -> Result<()> {
-    for (table, from, chain, matches) in JUMPS {
-        if iptables(&["-t", table, "-S", chain]).is_err() {
-            iptables(&["-t", table, "-N", chain])?;
+    for chain in &CHAINS {
+        if iptables(&["-t", chain.table, "-S", chain.name]).is_err() {
+            iptables(&["-t", chain.table, "-N", chain.name])?;
         }
-        if from.is_empty() {
+    }
+    for (table, builtin) in builtin_chains() {
+        let jumps = jumps_from(table, builtin);
+        if jumps.iter().all(exists) {
             continue;
         }
-        let mut jump: Vec<&str> = matches.to_vec();
-        jump.extend(["-j", chain]);
-        let mut check = vec!["-t", table, "-C", from];
-        check.extend(&jump);
-        if iptables(&check).is_err() {
-            // -I: first in the built-in chain, before any rule of the host
-            // that would drop or reject the packet.
-            let mut insert = vec!["-t", table, "-I", from];
-            insert.extend(&jump);
+        // Inserted at the top of the built-in chain, before any rule of the
+        // host that would drop or reject the packet, and in their order.
+        jumps.iter().try_for_each(delete)?;
+        for (position, jump) in jumps.iter().enumerate() {
+            let position = (position + 1).to_string();
+            let mut insert = vec!["-t", table, "-I", builtin, &position];
+            insert.extend(jump.args.iter().map(String::as_str));
             iptables(&insert)?;
         }
     }
     Ok(())
+}
+
+/// Removes tara's chains and the jumps to them: once no network is left.
+pub fn remove_chains() -> Result<()> {
+    for (table, builtin) in builtin_chains() {
+        jumps_from(table, builtin).iter().try_for_each(delete)?;
+    }
+    for chain in &CHAINS {
+        if iptables(&["-t", chain.table, "-S", chain.name]).is_ok() {
+            iptables(&["-t", chain.table, "-F", chain.name])?;
+            iptables(&["-t", chain.table, "-X", chain.name])?;
+        }
+    }
+    Ok(())
+}
+
+/// The built-in chains that jump to tara's, each once, in order.
+fn builtin_chains() -> Vec<(&'static str, &'static str)> {
+    let mut builtins = Vec::new();
+    for chain in &CHAINS {
+        for (builtin, _) in chain.jumped_from {
+            if !builtins.contains(&(chain.table, *builtin)) {
+                builtins.push((chain.table, *builtin));
+            }
+        }
+    }
+    builtins
+}
+
+/// The jumps from `builtin` to tara's chains, in the order they must have.
+fn jumps_from(table: &'static str, builtin: &'static str) -> Vec<Rule> {
+    let mut jumps = Vec::new();
+    for chain in CHAINS.iter().filter(|chain| chain.table == table) {
+        for (from, matches) in chain
+            .jumped_from
+            .iter()
+            .filter(|(from, _)| *from == builtin)
+        {
+            let mut args = matches.to_vec();
+            args.extend(["-j", chain.name]);
+            jumps.push(Rule::new(table, from, &args));
+        }
+    }
+    jumps
 }
 
 /// `iptables -A`, unless `iptables -C` finds the rule already.
@@ -321,6 +412,7 @@ mod tests {
             [
                 "-t nat -A TARA-POSTROUTING -s 10.87.0.0/16 ! -o tara0 -j MASQUERADE",
                 "-t nat -A TARA-POSTROUTING -o tara0 -m addrtype --src-type LOCAL -j MASQUERADE",
+                "-t raw -A TARA-RAW -i tara0 -d 127.0.0.0/8 -j DROP",
                 "-t filter -A TARA-FORWARD -i tara0 -j ACCEPT",
                 "-t filter -A TARA-FORWARD -o tara0 -m conntrack --ctstate RELATED,ESTABLISHED \
                  -j ACCEPT",

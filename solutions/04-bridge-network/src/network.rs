@@ -117,6 +117,13 @@ pub fn create(store: &Store, name: &str, options: &CreateOptions) -> Result<Netw
         Some(text) => parse_subnet(text)?,
         None => free_subnet_from_pool(store)?,
     };
+    let default_subnet: Ipv4Net = DEFAULT_SUBNET.parse().expect("a valid CIDR");
+    if overlap(subnet, default_subnet) {
+        bail!(
+            "subnet {subnet} overlaps {DEFAULT_SUBNET}, kept for the default network \
+             {DEFAULT_NETWORK}: choose another"
+        );
+    }
     let network = Network {
         name: name.to_string(),
         bridge: bridge_name(name),
@@ -137,7 +144,9 @@ pub fn for_container(store: &Store, name: &str, lock: &Locked) -> Result<Network
             subnet: DEFAULT_SUBNET.parse().expect("a valid CIDR"),
             gateway: "10.87.0.1".parse().expect("a valid address"),
         };
-        add(store, &network, lock)?;
+        add(store, &network, lock).context(
+            "creating the default network tara: give --network NAME with a network of your own",
+        )?;
         return Ok(network);
     }
     let network = load(store, name)?;
@@ -152,6 +161,13 @@ fn add(store: &Store, network: &Network, lock: &Locked) -> Result<()> {
         bail!("a network named {} exists already", network.name);
     }
     check_no_overlap(store, network)?;
+    if Netlink::new()?.link_index(&network.bridge)?.is_some() {
+        bail!(
+            "an interface named {} exists already on the host: tara does not take it over \
+             (delete it, or choose another network name)",
+            network.bridge
+        );
+    }
     let staging = store.staging_dir(lock)?;
     std::fs::create_dir(staging.join("leases")).context("creating the leases directory")?;
     let mut json = serde_json::to_vec_pretty(network).context("serializing the network")?;
@@ -180,7 +196,11 @@ pub fn remove(store: &Store, name: &str) -> Result<()> {
         );
     }
     tear_down(&network)?;
-    store.discard(&network.dir(store), &lock)
+    store.discard(&network.dir(store), &lock)?;
+    if list(store)?.is_empty() {
+        firewall::remove_chains()?;
+    }
+    Ok(())
 }
 
 /// The host's side of a network: forwarding on, the iptables rules, then
@@ -190,6 +210,10 @@ pub fn remove(store: &Store, name: &str) -> Result<()> {
 /// exists); only the rules are checked again then, as a reload of the
 /// host's firewall removes them.
 pub fn bring_up(network: &Network) -> Result<()> {
+    // Without forwarding, the host drops what a container sends to the
+    // outside world (or to a published port's peer): the bridge only
+    // connects the containers to the host itself.
+    write_sysctl("net/ipv4/ip_forward", "1")?;
     let mut host = Netlink::new()?;
     if let Some(bridge) = host.link_index(&network.bridge)? {
         if !firewall::network_rules_present(network) {
@@ -197,10 +221,6 @@ pub fn bring_up(network: &Network) -> Result<()> {
         }
         return host.set_up(bridge);
     }
-    // Without forwarding, the host drops what a container sends to the
-    // outside world (or to a published port's peer): the bridge only
-    // connects the containers to the host itself.
-    write_sysctl("net/ipv4/ip_forward", "1")?;
     firewall::add_network_rules(network)?;
     let bridge = host.create_bridge(&network.bridge)?;
     host.add_address(bridge, network.gateway_address())?;
@@ -264,8 +284,26 @@ pub fn parse_subnet(text: &str) -> Result<Ipv4Net> {
     if subnet.prefix_len() > 30 {
         bail!("invalid subnet {text}: a /30 is the smallest with a gateway and a container");
     }
+    for (reserved, what) in RESERVED {
+        let reserved: Ipv4Net = reserved.parse().expect("a valid CIDR");
+        if overlap(reserved, subnet) {
+            bail!("invalid subnet {text}: it overlaps {reserved}, {what}");
+        }
+    }
     Ok(subnet)
 }
+
+/// Addresses that mean something else than a host on a LAN (RFC 6890).
+const RESERVED: [(&str, &str); 5] = [
+    ("0.0.0.0/8", "\"this network\""),
+    ("127.0.0.0/8", "the loopback addresses"),
+    ("169.254.0.0/16", "the link-local addresses"),
+    ("224.0.0.0/4", "the multicast addresses"),
+    (
+        "240.0.0.0/4",
+        "reserved addresses and the broadcast address",
+    ),
+];
 
 /// The gateway: `given`, which must be a host address of `subnet`, or the
 /// first host address.
@@ -357,6 +395,10 @@ mod tests {
             "10.1.2.0",
             "10.1.2.300/24",
             "fd00::/64",
+            "127.0.0.0/8",
+            "224.0.0.0/24",
+            "255.255.255.0/30",
+            "0.0.0.0/0",
         ] {
             assert!(parse_subnet(bad).is_err(), "{bad}");
         }

@@ -115,6 +115,23 @@ pub fn run(store: &Store, options: &RunOptions) -> Result<i32> {
 
 /// `run`, with what a later step adds to the container.
 pub fn run_with(store: &Store, options: &RunOptions, extension: &mut dyn Extension) -> Result<i32> {
+    // A signal (Ctrl-C, `kill`) must not kill the runtime half-way through
+    // creating or cleaning up, leaving a container directory, an address or
+    // a firewall rule behind: the signals step 01 forwards are blocked from
+    // here to the end. One that arrives before the child runs waits, and
+    // step 01's supervision forwards it to the child; one that arrives
+    // during the cleanup finds the container gone already, and is dropped.
+    let previous_mask = pid::signals::block_supervised_signals()?;
+    let result = create_start_and_clean_up(store, options, extension);
+    pid::signals::finish_supervision(&previous_mask)?;
+    result
+}
+
+fn create_start_and_clean_up(
+    store: &Store,
+    options: &RunOptions,
+    extension: &mut dyn Extension,
+) -> Result<i32> {
     let state = create(store, options)?;
     let dir = dir_of(store, &state.id);
     let started = extension

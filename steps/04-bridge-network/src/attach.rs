@@ -72,6 +72,17 @@ impl<'a> Attachment<'a> {
         if options.network == NO_NETWORK && !options.ports.is_empty() {
             bail!("-p publishes a port on a network: it cannot be used with --network none");
         }
+        for (n, port) in options.ports.iter().enumerate() {
+            if let Some(other) = options.ports[..n]
+                .iter()
+                .find(|other| port.clashes_with(other))
+            {
+                bail!("-p {port} and -p {other} publish the same port of the host");
+            }
+        }
+        if let Some(hostname) = &options.hostname {
+            etc_files::check_hostname(hostname)?;
+        }
         Ok(Attachment {
             store,
             options,
@@ -83,6 +94,11 @@ impl<'a> Attachment<'a> {
     /// Takes an address on the network, under the store's lock.
     fn join(&mut self, state: &State, lock: &Locked) -> Result<()> {
         let network = network::for_container(self.store, &self.options.network, lock)?;
+        // Leases of containers killed with SIGKILL, on any network, may
+        // hold ports this container wants.
+        for network in network::list(self.store)? {
+            ipam::reclaim_stale(self.store, &network, lock)?;
+        }
         check_ports_free(self.store, &self.options.ports)?;
         let address = ipam::lease(self.store, &network, &state.id, &self.options.ports, lock)?;
         self.joined = Some(Joined {
@@ -148,27 +164,10 @@ impl Extension for Attachment<'_> {
             return Ok(());
         };
         let _lock = self.store.lock()?;
-        delete_veth(&wiring::host_end_name(&joined.id))?;
+        wiring::delete_host_end(&mut Netlink::new()?, &wiring::host_end_name(&joined.id))?;
         firewall::remove_port_rules(&joined.network, joined.address, &self.options.ports)?;
         ipam::release(self.store, &joined.network, joined.address)
     }
-}
-
-/// Deletes the host's end of a veth pair, if it is still there. The kernel
-/// deletes both ends when the container's network namespace dies, but in a
-/// worker of its own, some time after the last process exited: deleting it
-/// here means it is gone when `run` returns.
-fn delete_veth(name: &str) -> Result<()> {
-    let mut host = Netlink::new()?;
-    let Some(index) = host.link_index(name)? else {
-        return Ok(());
-    };
-    let deleted = host.delete_link(index);
-    // The kernel may have been faster, between our lookup and our request.
-    if deleted.is_err() && host.link_index(name)?.is_none() {
-        return Ok(());
-    }
-    deleted
 }
 
 /// Refuses a host port that a running container has published already:

@@ -36,6 +36,22 @@ pub fn hosts(address: Option<Ipv4Addr>, hostname: &str, name: &str) -> String {
     hosts
 }
 
+/// Refuses a hostname that would not be one line and one word of
+/// `/etc/hosts`: a newline in `--hostname` would add a line of its own
+/// (`6.6.6.6 bank.example`).
+pub fn check_hostname(hostname: &str) -> Result<()> {
+    if hostname
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+    {
+        bail!(
+            "invalid hostname {hostname:?}: it goes into /etc/hosts, where spaces, # and \
+             control characters do not fit"
+        );
+    }
+    Ok(())
+}
+
 /// `/etc/resolv.conf` from the host's: without loopback nameservers, which
 /// inside the container would be the container itself, and with docker's
 /// fallback when none is left.

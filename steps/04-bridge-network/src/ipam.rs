@@ -21,6 +21,7 @@ use ipnet::Ipv4Net;
 use overlay::container;
 use overlay::store::{Locked, Store};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -107,9 +108,14 @@ pub fn leases(store: &Store, network: &Network) -> Result<Vec<(Ipv4Addr, Option<
     Ok(leases)
 }
 
-/// Whether the lease's container still exists and runs.
-fn is_live(store: &Store, lease: &Lease) -> bool {
-    container::find(store, &lease.container).is_ok_and(|state| container::is_running(&state))
+/// The containers that run now, by ID. An error (an unreadable state)
+/// is passed on: a lease is never taken from a container that may run.
+fn running_containers(store: &Store) -> Result<HashMap<String, container::State>> {
+    Ok(container::list(store)?
+        .into_iter()
+        .filter(container::is_running)
+        .map(|state| (state.id.clone(), state))
+        .collect())
 }
 
 /// The live leases of `network`, with their containers.
@@ -117,13 +123,12 @@ pub fn attached(
     store: &Store,
     network: &Network,
 ) -> Result<Vec<(Ipv4Addr, Lease, container::State)>> {
+    let mut running = running_containers(store)?;
     let mut attached = Vec::new();
     for (address, lease) in leases(store, network)? {
         let Some(lease) = lease else { continue };
-        if let Ok(state) = container::find(store, &lease.container) {
-            if container::is_running(&state) {
-                attached.push((address, lease, state));
-            }
+        if let Some(state) = running.remove(&lease.container) {
+            attached.push((address, lease, state));
         }
     }
     Ok(attached)
@@ -141,16 +146,18 @@ pub fn attached_names(store: &Store, network: &Network) -> Result<Vec<String>> {
 /// runtime left on the host: port rules, and the veth if the container's
 /// namespace still holds it.
 pub fn reclaim_stale(store: &Store, network: &Network, _lock: &Locked) -> Result<()> {
+    let running = running_containers(store)?;
     for (address, lease) in leases(store, network)? {
-        if lease.as_ref().is_some_and(|lease| is_live(store, lease)) {
+        let holder = lease.as_ref().map(|lease| lease.container.as_str());
+        if holder.is_some_and(|id| running.contains_key(id)) {
             continue;
         }
         if let Some(lease) = &lease {
             firewall::remove_port_rules(network, address, &lease.ports)?;
-            let mut host = Netlink::new()?;
-            if let Some(index) = host.link_index(&wiring::host_end_name(&lease.container))? {
-                host.delete_link(index)?;
-            }
+            wiring::delete_host_end(
+                &mut Netlink::new()?,
+                &wiring::host_end_name(&lease.container),
+            )?;
         }
         release(store, network, address)?;
     }

@@ -270,30 +270,28 @@ impl Netlink {
         Ok(())
     }
 
-    /// `ip -4 route show table main`: the destinations of the IPv4 routes
-    /// (a default route is 0.0.0.0/0). A new network's subnet must overlap
-    /// none of them, or the host would no longer know where to send packets.
+    /// `ip -4 route show table all`: the destinations of the IPv4 routes of
+    /// every table (a default route is 0.0.0.0/0), broadcast routes left
+    /// out. The `local` table holds the host's own addresses (`local
+    /// 10.87.0.1`), other tables the routes of policy routing: a new
+    /// network's subnet must overlap none of them, or the host would no
+    /// longer know where to send packets.
     pub fn ipv4_routes(&mut self) -> Result<Vec<Ipv4Net>> {
-        let context = || "ip -4 route show table main".to_string();
+        let context = || "ip -4 route show table all".to_string();
         let mut message = RouteMessage::default();
         message.header.address_family = AddressFamily::Inet;
-        message.header.table = RouteHeader::RT_TABLE_MAIN;
-        let replies = match self.request(RouteNetlinkMessage::GetRoute(message), NLM_F_DUMP) {
-            Ok(replies) => replies,
-            // A namespace where no route was ever added has no main table
-            // yet, and the kernel says so, for a dump filtered by table,
-            // with ENOENT: no table, no routes.
-            Err(error) if errno(&error) == Some(Errno::ENOENT) => Vec::new(),
-            Err(error) => return Err(error).with_context(context),
-        };
+        // RT_TABLE_UNSPEC: no filter on the table.
+        message.header.table = RouteHeader::RT_TABLE_UNSPEC;
+        let replies = self
+            .request(RouteNetlinkMessage::GetRoute(message), NLM_F_DUMP)
+            .with_context(context)?;
         let mut routes = Vec::new();
         for reply in replies {
             let RouteNetlinkMessage::NewRoute(route) = reply else {
                 return Err(unexpected(&[reply])).with_context(context);
             };
-            // Kernels older than 4.20 ignore strict checking and dump every
-            // table: the `local` table's routes are not ours to list.
-            if route.header.table != RouteHeader::RT_TABLE_MAIN {
+            // Broadcast addresses belong to a subnet listed anyway.
+            if route.header.kind == RouteType::Broadcast {
                 continue;
             }
             // A default route has no destination attribute.
@@ -308,6 +306,8 @@ impl Netlink {
             let prefix = route.header.destination_prefix_length;
             routes.push(Ipv4Net::new(destination, prefix).with_context(context)?);
         }
+        routes.sort();
+        routes.dedup();
         Ok(routes)
     }
 
@@ -558,8 +558,7 @@ mod tests {
 
     #[test]
     fn a_namespace_that_never_had_a_route_has_none() {
-        // `ip netns add` makes such a namespace: lo down, no routing table
-        // yet, and the kernel answers a dump of the main table with ENOENT.
+        // `ip netns add` makes such a namespace: lo down, no routing table.
         in_private_network_namespace(|| {
             let routes = Netlink::new()?.ipv4_routes()?;
             ensure!(routes.is_empty(), "{routes:?}");
@@ -568,23 +567,29 @@ mod tests {
     }
 
     #[test]
-    fn ipv4_routes_lists_the_main_table_only() {
+    fn ipv4_routes_lists_every_table_but_broadcasts() {
         in_private_network_namespace(|| {
             let mut netlink = Netlink::new()?;
-            // Bringing lo up fills the `local` table (127.0.0.0/8 and more),
-            // never the main one.
+            // Bringing lo up fills the `local` table: 127.0.0.0/8 and
+            // 127.0.0.1 are local, 127.255.255.255 is a broadcast.
             let lo = netlink.link_index("lo")?.context("no lo")?;
             netlink.set_up(lo)?;
+            let routes = netlink.ipv4_routes()?;
             ensure!(
-                netlink.ipv4_routes()?.is_empty(),
-                "{:?}",
-                netlink.ipv4_routes()?
+                routes == [net("127.0.0.0/8"), net("127.0.0.1/32")],
+                "{routes:?}"
             );
             let bridge = netlink.create_bridge("tara0")?;
             netlink.set_up(bridge)?;
             netlink.add_address(bridge, net("10.87.0.1/16"))?;
             let routes = netlink.ipv4_routes()?;
-            ensure!(routes == [net("10.87.0.0/16")], "{routes:?}");
+            let expected = [
+                net("10.87.0.0/16"),
+                net("10.87.0.1/32"),
+                net("127.0.0.0/8"),
+                net("127.0.0.1/32"),
+            ];
+            ensure!(routes == expected, "{routes:?}");
             Ok(())
         });
     }
@@ -632,12 +637,10 @@ mod tests {
                 routes.contains("default via 10.87.0.1 dev eth0"),
                 "{routes}"
             );
-            let mut routes = inside.ipv4_routes()?;
-            routes.sort();
-            ensure!(
-                routes == [net("0.0.0.0/0"), net("10.87.0.0/16")],
-                "{routes:?}"
-            );
+            // lo is down in there: no 127.0.0.0/8.
+            let routes = inside.ipv4_routes()?;
+            let expected = [net("0.0.0.0/0"), net("10.87.0.0/16"), net("10.87.0.2/32")];
+            ensure!(routes == expected, "{routes:?}");
             // The host's socket still sees the host's links only.
             ensure!(
                 host.link_index("eth0")?.is_none(),

@@ -66,7 +66,12 @@ impl FromStr for PortMapping {
                 let ip = host_ip
                     .parse::<Ipv4Addr>()
                     .with_context(|| format!("{}: {host_ip:?} is not an IPv4 address", usage()))?;
-                (Some(ip), *host_port, *container_port)
+                // 0.0.0.0, as in docker: every address of the host.
+                (
+                    Some(ip).filter(|ip| !ip.is_unspecified()),
+                    *host_port,
+                    *container_port,
+                )
             }
             _ => bail!("{}", usage()),
         };
@@ -118,6 +123,7 @@ mod tests {
         let on_loopback = parse("127.0.0.1:8080:80/tcp").unwrap();
         assert_eq!(on_loopback.host_ip, Some(Ipv4Addr::LOCALHOST));
         assert_eq!(on_loopback.to_string(), "127.0.0.1:8080:80/tcp");
+        assert_eq!(parse("0.0.0.0:8080:80").unwrap(), parse("8080:80").unwrap());
     }
 
     #[test]

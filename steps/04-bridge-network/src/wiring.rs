@@ -35,10 +35,11 @@ pub fn create_veth_pair(
     child: Pid,
 ) -> Result<()> {
     // EXERCISE 2: create the veth pair. Hint: host.create_veth_pair(host_end,
-    // CONTAINER_END, child) creates both ends with the peer already in the child's
-    // namespace (ip link add HOST_END type veth peer name eth0 netns PID); then look up
-    // both indexes with host.link_index (the bridge's, and the host end's), attach the
-    // host end to the bridge with host.set_master(end, bridge), and host.set_up(end).
+    // CONTAINER_END, child) creates both ends, the peer already in the child's namespace
+    // (ip link add HOST_END type veth peer name eth0 netns PID). Netlink's other calls
+    // take interface indexes: host.link_index(name) gives Option<u32> (None: no such
+    // link), for the bridge and for host_end; then host.set_master(end_index,
+    // bridge_index) (ip link set HOST_END master BRIDGE) and host.set_up(end_index).
     todo!("EXERCISE 2: create the veth pair")
 }
 // ANCHOR_END: create_veth_pair
@@ -56,6 +57,22 @@ pub fn configure_inside(inside: &mut Netlink, eth0: Option<(Ipv4Net, Ipv4Addr)>)
     todo!("EXERCISE 3: configure the container's interfaces")
 }
 // ANCHOR_END: configure_inside
+
+/// Deletes the host's end of a container's veth pair, if it is still
+/// there. The kernel deletes both ends when the container's network
+/// namespace dies, but in a worker of its own, some time after the last
+/// process exited: deleting it here means it is gone when `run` returns.
+pub fn delete_host_end(host: &mut Netlink, name: &str) -> Result<()> {
+    let Some(index) = host.link_index(name)? else {
+        return Ok(());
+    };
+    let deleted = host.delete_link(index);
+    // The kernel may have been faster, between our lookup and our request.
+    if deleted.is_err() && host.link_index(name)?.is_none() {
+        return Ok(());
+    }
+    deleted
+}
 
 #[cfg(test)]
 mod tests {
