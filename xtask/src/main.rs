@@ -2,6 +2,7 @@
 
 mod book;
 mod docs;
+mod host_network;
 mod kernel;
 mod scripts;
 mod steps;
@@ -75,7 +76,9 @@ enum Task {
         address: String,
     },
     /// Everything CI checks: fmt, clippy, scripts, steps --check, tests,
-    /// verify, book
+    /// verify, kernel-test, book; and that the machine's own network
+    /// namespace (interfaces, addresses, routes, iptables and nft rules,
+    /// forwarding sysctls) is the same after them as before
     Test,
 }
 
@@ -98,8 +101,35 @@ fn main() {
     }
 }
 
-/// The maintainers' single command, run by CI after provisioning.
+/// The maintainers' single command, run by CI after provisioning. The
+/// tests of the network steps must leave the machine's own network alone:
+/// it is read before the first check and compared after the last, whether
+/// the checks passed or not.
 fn test_everything(root: &Path) -> Result<()> {
+    let network = host_network::Snapshot::take()?;
+    for (what, why) in network.unreadable() {
+        println!("xtask test: `{what}` is not checked: {why}");
+    }
+    let checks = run_every_check(root);
+    section("the machine's network namespace is as the checks found it");
+    let unchanged = host_network::Snapshot::take()
+        .and_then(|after| host_network::ensure_unchanged(&network, &after));
+    match (checks, unchanged) {
+        (Ok(verified), Ok(())) => {
+            println!("\nxtask test: all checks passed ({verified} acceptance tests verified)");
+            Ok(())
+        }
+        (Err(error), Ok(())) | (Ok(_), Err(error)) => Err(error),
+        (Err(checks), Err(network)) => {
+            eprintln!("xtask: {network:#}");
+            Err(checks)
+        }
+    }
+}
+
+/// Every check of `cargo xtask test`, in order, stopping at the first that
+/// fails; returns how many acceptance tests verify proved.
+fn run_every_check(root: &Path) -> Result<usize> {
     section("cargo fmt --check");
     cargo(root, &["fmt", "--all", "--check"])?;
     section("cargo clippy -D warnings");
@@ -126,8 +156,7 @@ fn test_everything(root: &Path) -> Result<()> {
     kernel::run(root, "all", false, &[])?;
     section("book");
     book::build(root)?;
-    println!("\nxtask test: all checks passed ({verified} acceptance tests verified)");
-    Ok(())
+    Ok(verified)
 }
 
 fn section(title: &str) {

@@ -58,6 +58,21 @@ mount -t overlay -o lowerdir=/lower,upperdir=/upper/data,workdir=/upper/work ove
 mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp || fail "mount /tmp"
 mount -t tmpfs -o mode=0755 tmpfs /newroot/run || fail "mount /run"
 
+# No module loads on demand here: the modules are the initramfs's, loaded
+# above. When the kernel wants another one, it runs the program named in
+# /proc/sys/kernel/modprobe as `modprobe -q -- NAME`; this one says which on
+# the console, where kernel-test shows every `kernel-test:` line, and fails
+# as modprobe would. The kernel looks the path up in PID 1's root, which
+# switch_root makes /newroot.
+cat >/newroot/run/kernel-test-modprobe <<'EOF'
+#!/bin/sh
+for name in "$@"; do :; done
+echo "kernel-test: the kernel asked for a module the guest lacks: $name (a module, or an alias in modules.alias; see WANTED_MODULES in xtask/src/kernel/linux.rs)" >/dev/console
+exit 1
+EOF
+chmod 0755 /newroot/run/kernel-test-modprobe
+echo /run/kernel-test-modprobe >/proc/sys/kernel/modprobe || fail "set the modprobe program"
+
 # Read-write shares: no cache, so that the host sees what the guest wrote.
 for share in $(echo "$shares" | tr ',' ' '); do
     tag="${share%%=*}"

@@ -53,15 +53,45 @@ impl Series {
 
 /// The modules the guest loads, by name, besides their dependencies: the
 /// 9p transport for the shared directories, overlayfs for the root, and
-/// what the tests need (veth, bridges). Later steps add netfilter here.
-pub const WANTED_MODULES: [&str; 7] = [
+/// what the tests need. Nothing loads a module on demand in the guest: the
+/// host's root holds no modules of the guest's kernel, and init.sh's
+/// stand-in for modprobe only names on the console the module the kernel
+/// asked for (a `kernel-test:` line). So this list holds every module the
+/// tests' commands make the kernel ask for: step 04's bridges, veth pairs
+/// and iptables rules made it ask for those below, on 6.1 and 6.12.
+pub const WANTED_MODULES: [&str; 20] = [
     "virtio_pci",
     "9pnet_virtio",
     "9p",
     "overlay",
+    // Step 04: veth pairs, bridges, and iptables on bridged traffic.
     "veth",
     "bridge",
     "br_netfilter",
+    // libcrc32c, which nf_tables and conntrack use, gets its CRC32C code
+    // from the crypto API, which asks for a "crc32c" module: a soft
+    // dependency that modules.dep does not list. Without one loaded
+    // before it, libcrc32c fails to load. The generic one runs on any CPU.
+    "crc32c_generic",
+    // iptables-nft (Debian's iptables) talks nf_tables over nfnetlink.
+    "nf_tables",
+    // The nat table: base chains of type nat, with nf_nat and conntrack.
+    "nft_chain_nat",
+    // What iptables-nft does not translate into nf_tables expressions runs
+    // as the xtables match or target through nft_compat; the kernel asks
+    // for each as `ipt_NAME` when a rule first names it:
+    "nft_compat",
+    "xt_MASQUERADE", // -j MASQUERADE
+    "xt_nat",        // -j DNAT (and SNAT)
+    "xt_addrtype",   // -m addrtype --src-type/--dst-type LOCAL
+    "xt_conntrack",  // -m conntrack --ctstate
+    "xt_tcpudp",     // -p tcp|udp --dport
+    "xt_comment",    // -m comment
+    // The legacy backend (iptables-legacy), cheap to have: the filter and
+    // nat tables.
+    "ip_tables",
+    "iptable_filter",
+    "iptable_nat",
 ];
 
 /// One kernel, unpacked in the cache.
@@ -392,6 +422,47 @@ kernel/net/llc/llc.ko:
         assert!(position(&order, "llc") < position(&order, "stp"));
         assert!(position(&order, "stp") < position(&order, "bridge"));
         assert!(position(&order, "bridge") < position(&order, "br_netfilter"));
+    }
+
+    /// More lines of Debian 6.1's modules.dep: overlayfs, veth, netfilter.
+    const MORE_MODULES_DEP_6_1: &str = "\
+kernel/fs/overlayfs/overlay.ko:
+kernel/crypto/crc32c_generic.ko:
+kernel/lib/libcrc32c.ko:
+kernel/net/netfilter/nfnetlink.ko:
+kernel/net/netfilter/nf_tables.ko: kernel/net/netfilter/nfnetlink.ko kernel/lib/libcrc32c.ko
+kernel/net/ipv4/netfilter/nf_defrag_ipv4.ko:
+kernel/net/ipv6/netfilter/nf_defrag_ipv6.ko:
+kernel/net/netfilter/nf_conntrack.ko: kernel/net/ipv6/netfilter/nf_defrag_ipv6.ko kernel/net/ipv4/netfilter/nf_defrag_ipv4.ko kernel/lib/libcrc32c.ko
+kernel/net/netfilter/nf_nat.ko: kernel/net/netfilter/nf_conntrack.ko kernel/net/ipv6/netfilter/nf_defrag_ipv6.ko kernel/net/ipv4/netfilter/nf_defrag_ipv4.ko kernel/lib/libcrc32c.ko
+kernel/net/netfilter/nft_chain_nat.ko: kernel/net/netfilter/nf_tables.ko kernel/net/netfilter/nfnetlink.ko kernel/net/netfilter/nf_nat.ko kernel/net/netfilter/nf_conntrack.ko kernel/net/ipv6/netfilter/nf_defrag_ipv6.ko kernel/net/ipv4/netfilter/nf_defrag_ipv4.ko kernel/lib/libcrc32c.ko
+kernel/net/netfilter/x_tables.ko:
+kernel/net/netfilter/nft_compat.ko: kernel/net/netfilter/nf_tables.ko kernel/net/netfilter/nfnetlink.ko kernel/net/netfilter/x_tables.ko kernel/lib/libcrc32c.ko
+kernel/net/netfilter/xt_MASQUERADE.ko: kernel/net/netfilter/nf_nat.ko kernel/net/netfilter/nf_conntrack.ko kernel/net/ipv6/netfilter/nf_defrag_ipv6.ko kernel/net/ipv4/netfilter/nf_defrag_ipv4.ko kernel/net/netfilter/x_tables.ko kernel/lib/libcrc32c.ko
+kernel/net/netfilter/xt_nat.ko: kernel/net/netfilter/nf_nat.ko kernel/net/netfilter/nf_conntrack.ko kernel/net/ipv6/netfilter/nf_defrag_ipv6.ko kernel/net/ipv4/netfilter/nf_defrag_ipv4.ko kernel/net/netfilter/x_tables.ko kernel/lib/libcrc32c.ko
+kernel/net/netfilter/xt_addrtype.ko: kernel/net/netfilter/x_tables.ko
+kernel/net/netfilter/xt_conntrack.ko: kernel/net/netfilter/nf_conntrack.ko kernel/net/ipv6/netfilter/nf_defrag_ipv6.ko kernel/net/ipv4/netfilter/nf_defrag_ipv4.ko kernel/net/netfilter/x_tables.ko kernel/lib/libcrc32c.ko
+kernel/net/netfilter/xt_tcpudp.ko: kernel/net/netfilter/x_tables.ko
+kernel/net/netfilter/xt_comment.ko: kernel/net/netfilter/x_tables.ko
+kernel/net/ipv4/netfilter/ip_tables.ko: kernel/net/netfilter/x_tables.ko
+kernel/net/ipv4/netfilter/iptable_filter.ko: kernel/net/ipv4/netfilter/ip_tables.ko kernel/net/netfilter/x_tables.ko
+kernel/net/ipv4/netfilter/iptable_nat.ko: kernel/net/ipv4/netfilter/ip_tables.ko kernel/net/netfilter/nf_nat.ko kernel/net/netfilter/nf_conntrack.ko kernel/net/ipv6/netfilter/nf_defrag_ipv6.ko kernel/net/ipv4/netfilter/nf_defrag_ipv4.ko kernel/net/netfilter/x_tables.ko kernel/lib/libcrc32c.ko
+kernel/drivers/net/veth.ko:
+";
+
+    #[test]
+    fn the_wanted_modules_load_in_order_with_crc32c_before_libcrc32c() {
+        let dep = format!("{MODULES_DEP_6_1}{MORE_MODULES_DEP_6_1}");
+        let order = load_order(&dep, "", &WANTED_MODULES).unwrap();
+        // The wanted ones, and the dependencies they pull in.
+        assert_eq!(order.len(), 36, "{order:?}");
+        // The soft dependency that modules.dep does not show.
+        assert!(position(&order, "crc32c_generic") < position(&order, "libcrc32c"));
+        assert!(position(&order, "nfnetlink") < position(&order, "nf_tables"));
+        assert!(position(&order, "nf_conntrack") < position(&order, "nf_nat"));
+        assert!(position(&order, "nf_tables") < position(&order, "nft_compat"));
+        assert!(position(&order, "x_tables") < position(&order, "xt_MASQUERADE"));
+        assert!(position(&order, "ip_tables") < position(&order, "iptable_nat"));
     }
 
     #[test]
