@@ -16,13 +16,14 @@ use assert_cmd::cargo::CommandCargoExt;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use testkit::netns::{HOST_ADDRESS, OUTSIDE_ADDRESS};
 use testkit::process::process_state;
 use testkit::{
-    busybox_rootfs, call_exercise, run_to_end, snapshot_settings, wait_for, Finished, HostNetns,
-    Running, Sandbox, DEFAULT_DEADLINE,
+    busybox_rootfs, call_exercise, private_busybox_rootfs, run_to_end, snapshot_settings, wait_for,
+    Finished, HostNetns, Running, Sandbox, DEFAULT_DEADLINE,
 };
 
 // `lesson`: the library of the crate this file is compiled into.
@@ -224,14 +225,20 @@ fn stand_in_container(sandbox: &Sandbox, host: &HostNetns) -> Running {
     running
 }
 
-/// A process of the host namespace, to open a netlink socket there
-/// (`Netlink::in_namespace_of`).
-fn host_anchor(sandbox: &Sandbox, host: &HostNetns) -> Running {
-    let mut command = host.command("sleep");
-    command.arg("300");
-    let running = sandbox.spawn(command);
-    wait_for_exec(&running, "sleep");
-    running
+/// Calls `configure_inside` with a netlink socket in the namespace of
+/// `pid`, as the runtime does: from a thread of the host namespace, so that
+/// a socket opened by mistake in "its own" namespace reaches the test's
+/// host namespace, not the machine's.
+fn configure_from_the_host(
+    host: &HostNetns,
+    pid: Pid,
+    eth0: Option<(ipnet::Ipv4Net, Ipv4Addr)>,
+) -> anyhow::Result<()> {
+    host.run_inside(|| {
+        let mut inside =
+            lesson::netlink::Netlink::in_namespace_of(pid).expect("a netlink socket inside");
+        call_exercise(|| lesson::wiring::configure_inside(&mut inside, eth0))
+    })
 }
 
 /// Waits until `running` has exec'd `program` (after nsenter and unshare
@@ -400,12 +407,15 @@ fn create_veth_pair_puts_eth0_in_the_container_and_the_host_end_on_the_bridge() 
     let host = HostNetns::new();
     host.sh("ip link add br-test type bridge && ip link set br-test up")
         .success();
-    let anchor = host_anchor(&sandbox, &host);
     let container = stand_in_container(&sandbox, &host);
-    let mut netlink = lesson::netlink::Netlink::in_namespace_of(anchor.pid())
-        .expect("a netlink socket in the host namespace");
-    call_exercise(|| {
-        lesson::wiring::create_veth_pair(&mut netlink, "veth-test", "br-test", container.pid())
+    let child = container.pid();
+    // On a thread in the host namespace, as the runtime is in its own.
+    host.run_inside(|| {
+        let mut netlink =
+            lesson::netlink::Netlink::new().expect("a netlink socket in the host namespace");
+        call_exercise(|| {
+            lesson::wiring::create_veth_pair(&mut netlink, "veth-test", "br-test", child)
+        })
     })
     .unwrap_or_else(|e| panic!("create_veth_pair failed: {e:#}"));
     let inside = in_netns_of(container.pid(), "ip -o link show")
@@ -442,7 +452,6 @@ fn create_veth_pair_puts_eth0_in_the_container_and_the_host_end_on_the_bridge() 
         "eth0 must be created in the container's namespace, not the host's"
     );
     kill(container);
-    kill(anchor);
     // The veth dies with the container's namespace: HostNetns checks it.
 }
 
@@ -457,10 +466,8 @@ fn configure_inside_sets_lo_eth0_and_the_default_route() {
          ip addr add 10.87.0.1/16 dev veth-test && ip link set veth-test up"
     ))
     .success();
-    let mut inside =
-        lesson::netlink::Netlink::in_namespace_of(pid).expect("a netlink socket inside");
     let address: ipnet::Ipv4Net = "10.87.0.2/16".parse().unwrap();
-    call_exercise(|| lesson::wiring::configure_inside(&mut inside, Some((address, TARA_GATEWAY))))
+    configure_from_the_host(&host, pid, Some((address, TARA_GATEWAY)))
         .unwrap_or_else(|e| panic!("configure_inside failed: {e:#}"));
     let addresses = in_netns_of(pid, "ip -o -4 addr show dev eth0")
         .success()
@@ -491,9 +498,7 @@ fn configure_inside_sets_lo_eth0_and_the_default_route() {
 
     // No network: lo up, and nothing else.
     let alone = stand_in_container(&sandbox, &host);
-    let mut inside =
-        lesson::netlink::Netlink::in_namespace_of(alone.pid()).expect("a netlink socket inside");
-    call_exercise(|| lesson::wiring::configure_inside(&mut inside, None))
+    configure_from_the_host(&host, alone.pid(), None)
         .unwrap_or_else(|e| panic!("configure_inside(None) failed: {e:#}"));
     let links = in_netns_of(alone.pid(), "ip -o link show")
         .success()
@@ -567,6 +572,26 @@ fn the_gateway_and_the_host_reach_a_container() {
         "1\n",
         "the runtime turns forwarding on in its own namespace"
     );
+    // The host's services that listen on 127.0.0.1 only are not for the
+    // containers, though route_localnet on the bridge (for the published
+    // ports) lets packets to 127.0.0.0/8 in: root in a container's
+    // namespace routes 127.0.0.1 to the gateway, and gets no answer.
+    let pid_1 = web.only_child();
+    in_netns_of(
+        pid_1,
+        "ip addr flush dev lo && ip route add 127.0.0.1/32 via 10.87.0.1 && \
+         echo 1 > /proc/sys/net/ipv4/conf/eth0/route_localnet",
+    )
+    .success();
+    let to_the_hosts_loopback = "busybox ping -c 1 -W 2 127.0.0.1";
+    let reached = in_netns_of(pid_1, to_the_hosts_loopback);
+    assert!(
+        !reached.get_output().status.success(),
+        "a container reached the host's 127.0.0.1 through the gateway"
+    );
+    // Without tara's raw rules, the same ping is answered: the hole is real.
+    host.sh("iptables -w -t raw -F").success();
+    in_netns_of(pid_1, to_the_hosts_loopback).success();
     stop(web);
     store.assert_nothing_left("tara", &[TARA_FIRST]);
 }
@@ -636,6 +661,11 @@ echo isolated"
     };
     probe("blue", "10.86.1.1", "10.86.1.2", "10.86.0.2");
     probe("red", "10.86.0.1", "10.86.0.2", "10.86.1.2");
+    // A reload of the host's firewall (`iptables -F`) removes every rule
+    // of the filter table, and leaves the bridges: the next container
+    // started puts back what every network needs, before it runs.
+    host.sh("iptables -w -F").success();
+    probe("red", "10.86.0.1", "10.86.0.2", "10.86.1.2");
     stop(red);
     stop(blue);
     store.assert_nothing_left("red", &addresses(&["10.86.0.2", "10.86.0.3"]));
@@ -693,37 +723,75 @@ fn a_published_port_answers_on_the_hosts_addresses_and_from_outside() {
     store.import_busybox();
     let script = "mkdir /www && echo hello from web > /www/index.html && echo ready && \
                   exec httpd -f -p 80 -h /www";
-    let web = store.start_with("web", &["-p", "8080:80"], script);
+    // 0.0.0.0 means every address, as no address does.
+    let ports = ["-p", "8080:80", "-p", "0.0.0.0:8083:80"];
+    let web = store.start_with("web", &ports, script);
     let pid_1 = web.only_child();
     wait_for("httpd to listen on port 80", DEFAULT_DEADLINE, || {
         listening(pid_1, 80).then_some(())
     });
-    for url in [
-        format!("http://{HOST_ADDRESS}:8080/"),
-        "http://127.0.0.1:8080/".to_string(),
-    ] {
-        let page = fetch(host.command("busybox"), &url).success().stdout_text();
-        assert_eq!(page, "hello from web\n", "from the host, {url}");
+    for port in [8080, 8083] {
+        for address in [HOST_ADDRESS, Ipv4Addr::LOCALHOST] {
+            let url = format!("http://{address}:{port}/");
+            let page = fetch(host.command("busybox"), &url).success().stdout_text();
+            assert_eq!(page, "hello from web\n", "from the host, {url}");
+        }
+        let url = format!("http://{HOST_ADDRESS}:{port}/");
+        let page = fetch(outside.command("busybox"), &url)
+            .success()
+            .stdout_text();
+        assert_eq!(
+            page, "hello from web\n",
+            "from {OUTSIDE_ADDRESS}, another namespace, {url}"
+        );
     }
-    let url = format!("http://{HOST_ADDRESS}:8080/");
-    let page = fetch(outside.command("busybox"), &url)
-        .success()
-        .stdout_text();
+    // The ports are taken while web runs; one run cannot take a port twice.
+    for (taken, port) in [("8080:80", "8080"), ("127.0.0.1:8083:80", "8083")] {
+        one_line_125(
+            store.run(&["run", "--rm", "-p", taken, "busybox", "--", "true"]),
+            port,
+        );
+    }
+    let twice = [
+        "run", "--rm", "-p", "8082:80", "-p", "8082:81", "busybox", "--", "true",
+    ];
+    one_line_125(store.run(&twice), "8082");
+    // Out past the host: the outside namespace sees a container's
+    // connection come from the host's address (masquerade), through the
+    // host's forwarding. A CGI of busybox's httpd says whom it answers.
+    let www = sandbox.join("outside-www");
+    std::fs::create_dir_all(www.join("cgi-bin")).unwrap();
+    let cgi = www.join("cgi-bin/peer");
+    std::fs::write(
+        &cgi,
+        "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&cgi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let listen = format!("{OUTSIDE_ADDRESS}:9000");
+    let mut httpd = outside.command("busybox");
+    httpd.args(["httpd", "-f", "-p", &listen, "-h"]).arg(&www);
+    let server = sandbox.spawn(httpd);
+    wait_for("httpd to listen outside", DEFAULT_DEADLINE, || {
+        listening(server.pid(), 9000).then_some(())
+    });
+    let url = format!("http://{listen}/cgi-bin/peer");
+    let wget = [
+        "run", "--rm", "busybox", "--", "wget", "-q", "-O-", "-Y", "off", &url,
+    ];
     assert_eq!(
-        page, "hello from web\n",
-        "from {OUTSIDE_ADDRESS}, another namespace, {url}"
+        store.ok(&wget),
+        format!("{HOST_ADDRESS}\n"),
+        "{OUTSIDE_ADDRESS} must see a container's connection come from the host's address \
+         (masquerade), not the container's"
     );
-    // The port is taken while web runs.
-    one_line_125(
-        store.run(&["run", "--rm", "-p", "8080:80", "busybox", "--", "true"]),
-        "8080",
-    );
+    kill(server);
     stop(web);
     store.assert_nothing_left("tara", &addresses(&["10.87.0.2", "10.87.0.3"]));
     let rules = host.iptables_rules();
     assert!(
-        !rules.contains("8080"),
-        "the port's rules are removed with its container:\n{rules}"
+        !rules.contains("8080") && !rules.contains("8083"),
+        "the ports' rules are removed with their container:\n{rules}"
     );
 }
 
@@ -813,6 +881,11 @@ fn etc_hosts_hostname_and_resolv_conf_are_the_containers_own() {
     ];
     let hosts = store.ok(&args);
     assert!(hosts.ends_with("\n10.87.0.2\ttwin\n"), "{hosts}");
+    // A hostname is one word of /etc/hosts.
+    for bad in ["a b", "a\nb"] {
+        let args = ["run", "--rm", "--hostname", bad, "busybox", "--", "true"];
+        one_line_125(store.run(&args), "hostname");
+    }
     store.ok(&["rm", "web"]);
     store.assert_nothing_left("tara", &[TARA_FIRST]);
 }
@@ -914,12 +987,18 @@ fn nothing_is_left_after_an_exit_a_signal_a_kill_or_a_failed_start() {
     stop(runtime);
     store.assert_nothing_left("tara", &[TARA_FIRST]);
     // A runtime killed with SIGKILL cannot clean up: the next container's
-    // allocation reclaims its lease and its port's rules.
+    // allocation reclaims its lease and its port's rules, from what the
+    // lease says, even when that container publishes nothing.
     let mut killed = store.start("killed", &["-p", "8080:80"]);
     killed.signal(Signal::SIGKILL);
     let _ = killed.wait();
-    store.ok(&["run", "--rm", "-p", "8080:80", "busybox", "--", "true"]);
+    store.ok(&["run", "--rm", "busybox", "--", "true"]);
     store.assert_nothing_left("tara", &addresses(&["10.87.0.2", "10.87.0.3"]));
+    let rules = host.iptables_rules();
+    assert!(
+        !rules.contains("8080"),
+        "the killed container's port rules are left:\n{rules}"
+    );
     // A failed start: a command the image does not have.
     store
         .run(&["run", "--rm", "busybox", "--", "no-such-command"])
@@ -931,6 +1010,38 @@ fn nothing_is_left_after_an_exit_a_signal_a_kill_or_a_failed_start() {
         "no-such-image",
     );
     store.assert_nothing_left("tara", &[TARA_FIRST]);
+    // A failed start once the network is wired (lease, port rules, veth):
+    // an image whose /etc is a symlink, here to a directory of the sandbox.
+    // Followed, it would have the runtime write and mount the container's
+    // files there, on the host's side.
+    let target = sandbox.join("etc-target");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("hosts"), "the target's own\n").unwrap();
+    let rootfs = private_busybox_rootfs(&sandbox);
+    std::fs::remove_dir_all(rootfs.join("etc")).unwrap();
+    std::os::unix::fs::symlink(&target, rootfs.join("etc")).unwrap();
+    store.ok(&["image", "import", "etc-link", rootfs.to_str().unwrap()]);
+    one_line_125(
+        store.run(&["run", "--rm", "-p", "8081:80", "etc-link", "--", "true"]),
+        "/etc",
+    );
+    store.assert_nothing_left("tara", &[TARA_FIRST]);
+    let rules = host.iptables_rules();
+    assert!(
+        !rules.contains("8081"),
+        "the failed container's port rules are left:\n{rules}"
+    );
+    let mut at_target: Vec<String> = std::fs::read_dir(&target)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    at_target.sort();
+    assert_eq!(at_target, ["hosts"], "files were made at /etc's target");
+    assert_eq!(
+        std::fs::read_to_string(target.join("hosts")).unwrap(),
+        "the target's own\n",
+        "the file at /etc's target changed"
+    );
 }
 
 #[test]
@@ -954,6 +1065,10 @@ fn network_rm_is_refused_while_a_container_uses_it() {
     assert!(
         !rules.contains("tara-red") && !rules.contains("10.86.0."),
         "the network's rules are removed:\n{rules}"
+    );
+    assert!(
+        !rules.contains("TARA"),
+        "tara's chains are removed with the last network:\n{rules}"
     );
     assert_eq!(
         store.ok(&["network", "ls"]).lines().count(),
@@ -1056,6 +1171,9 @@ fn bad_networks_and_a_full_subnet_give_one_line_and_125() {
             "_starts-badly",
         ),
         (vec!["--subnet", "10.92.0.0/24", "has space"], "has space"),
+        // The default network's, though it does not exist yet.
+        (vec!["--subnet", "10.87.3.0/24", "in-tara"], "10.87.3.0/24"),
+        (vec!["--subnet", "127.0.0.0/8", "loopback"], "127.0.0.0/8"),
     ];
     for (args, words) in bad {
         let failed = create(&args);
@@ -1071,6 +1189,17 @@ fn bad_networks_and_a_full_subnet_give_one_line_and_125() {
     }
     let long = "n".repeat(65);
     one_line_125(create(&["--subnet", "10.92.0.0/24", &long]), &long);
+    // An interface of the host that has the bridge's name, here a bridge
+    // made by hand, is not taken over, nor changed.
+    host.sh("ip link add tara-lan type bridge").success();
+    let lan = "ip addr show dev tara-lan";
+    let before = host.sh(lan).success().stdout_text();
+    one_line_125(create(&["--subnet", "10.92.0.0/24", "lan"]), "tara-lan");
+    let after = host.sh(lan).success().stdout_text();
+    assert_eq!(after, before, "tara-lan changed");
+    let rules = host.iptables_rules();
+    assert!(!rules.contains("tara-lan"), "rules for tara-lan:\n{rules}");
+    host.sh("ip link del tara-lan").success();
     one_line_125(
         store.run(&["run", "--rm", "--network", "nope", "busybox", "--", "true"]),
         "no such network: nope",

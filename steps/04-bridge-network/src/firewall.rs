@@ -8,6 +8,7 @@
 //! up with the host's:
 //!
 //! ```text
+//! raw PREROUTING ─▶ TARA-RAW                             nothing to 127.0.0.1 from bridges
 //! filter FORWARD ─▶ TARA-ISOLATION-1 ─▶ TARA-ISOLATION-2   drop between networks
 //!                ─▶ TARA-FORWARD                          accept to and from bridges
 //! nat PREROUTING, OUTPUT (to a local address) ─▶ TARA-DNAT  published ports
@@ -56,9 +57,9 @@ const LOCAL_DESTINATION: &[&str] = &["-m", "addrtype", "--dst-type", "LOCAL"];
 /// comes first there: isolation is decided before anything is accepted.
 const CHAINS: [Chain; 6] = [
     Chain {
-        table: "filter",
-        name: "TARA-INPUT",
-        jumped_from: &[("INPUT", &[])],
+        table: "raw",
+        name: "TARA-RAW",
+        jumped_from: &[("PREROUTING", &[])],
     },
     Chain {
         table: "filter",
@@ -134,13 +135,16 @@ pub fn network_rules(network: &Network) -> Vec<Rule> {
                 "MASQUERADE",
             ],
         ),
-        // route_localnet lets packets to 127.0.0.0/8 through the bridge,
+        // route_localnet lets packets to 127.0.0.0/8 in from the bridge,
         // for the published ports: without this rule a container could
         // also reach the services of the host that listen on 127.0.0.1
-        // only (CVE-2020-8558 was this hole in Kubernetes).
+        // only (CVE-2020-8558 was this hole in Kubernetes). In the raw
+        // table, before connection tracking: there the replies of a
+        // published port's container are still addressed to the gateway,
+        // not yet translated back to 127.0.0.1.
         Rule::new(
-            "filter",
-            "TARA-INPUT",
+            "raw",
+            "TARA-RAW",
             &["-i", bridge, "-d", "127.0.0.0/8", "-j", "DROP"],
         ),
         Rule::new("filter", "TARA-FORWARD", &["-i", bridge, "-j", "ACCEPT"]),
@@ -214,7 +218,7 @@ pub fn add_network_rules(network: &Network) -> Result<()> {
 /// bridge.
 pub fn network_rules_present(network: &Network) -> bool {
     let rules = all_rules(network);
-    ["filter", "nat"].iter().all(|table| {
+    ["raw", "filter", "nat"].iter().all(|table| {
         rules
             .iter()
             .find(|rule| rule.table == *table)
@@ -399,7 +403,7 @@ mod tests {
             [
                 "-t nat -A TARA-POSTROUTING -s 10.87.0.0/16 ! -o tara0 -j MASQUERADE",
                 "-t nat -A TARA-POSTROUTING -o tara0 -m addrtype --src-type LOCAL -j MASQUERADE",
-                "-t filter -A TARA-INPUT -i tara0 -d 127.0.0.0/8 -j DROP",
+                "-t raw -A TARA-RAW -i tara0 -d 127.0.0.0/8 -j DROP",
                 "-t filter -A TARA-FORWARD -i tara0 -j ACCEPT",
                 "-t filter -A TARA-FORWARD -o tara0 -m conntrack --ctstate RELATED,ESTABLISHED \
                  -j ACCEPT",

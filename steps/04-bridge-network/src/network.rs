@@ -150,6 +150,13 @@ pub fn for_container(store: &Store, name: &str, lock: &Locked) -> Result<Network
         return Ok(network);
     }
     let network = load(store, name)?;
+    // A flush of the firewall removes the rules of every network, and
+    // isolation needs those of both sides: put back all of them.
+    if !firewall::network_rules_present(&network) {
+        for each in list(store)? {
+            firewall::add_network_rules(&each)?;
+        }
+    }
     bring_up(&network)?;
     Ok(network)
 }
@@ -207,8 +214,8 @@ pub fn remove(store: &Store, name: &str) -> Result<()> {
 /// `ip link add BRIDGE type bridge; ip addr add GATEWAY/PREFIX dev BRIDGE;
 /// ip link set BRIDGE up`. The bridge comes last, so that a bridge that
 /// exists means a network that was brought up (after a reboot, neither
-/// exists); only the rules are checked again then, as a reload of the
-/// host's firewall removes them.
+/// exists). Its rules may have gone since (a reload of the host's firewall
+/// removes them): [`for_container`] checks them.
 pub fn bring_up(network: &Network) -> Result<()> {
     // Without forwarding, the host drops what a container sends to the
     // outside world (or to a published port's peer): the bridge only
@@ -216,9 +223,6 @@ pub fn bring_up(network: &Network) -> Result<()> {
     write_sysctl("net/ipv4/ip_forward", "1")?;
     let mut host = Netlink::new()?;
     if let Some(bridge) = host.link_index(&network.bridge)? {
-        if !firewall::network_rules_present(network) {
-            firewall::add_network_rules(network)?;
-        }
         return host.set_up(bridge);
     }
     firewall::add_network_rules(network)?;

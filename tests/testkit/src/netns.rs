@@ -9,15 +9,22 @@
 //! * [`Outside`]: a second namespace joined to the host one by a veth pair,
 //!   routed through it, for traffic that comes from elsewhere (a published
 //!   port reached from another machine).
+//! * [`HostNetns::run_inside`]: runs a closure on a thread that joined the
+//!   host namespace, for a test that calls the step's library (netlink)
+//!   directly: whatever the code under test does to "its" network, it does
+//!   to the test's namespace, never to the machine's.
 //! * Leak checks: no `veth*` interface and no iptables rule naming a
-//!   container's address left in the host namespace, and no `tara*` or
-//!   `veth*` interface that appeared in the machine's own namespace.
+//!   container's address left in the host namespace, and no interface a
+//!   tara runtime makes (`tara*`, `veth` + 11 hex digits) that appeared in
+//!   the machine's own namespace.
 
 use crate::finished::Finished;
 use crate::process::run_with_deadline;
 use crate::{poll_until, require_root, DEFAULT_DEADLINE};
+use nix::sched::{setns, CloneFlags};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
+use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -49,9 +56,8 @@ const HOST_END: &str = "outside0";
 /// its veth with it).
 const LEAK_GRACE: Duration = DEFAULT_DEADLINE;
 
-/// The interface names of the machine's namespace the tests watch: those
-/// a runtime creates. Anything else may come and go on a busy machine.
-const WATCHED_PREFIXES: [&str; 2] = ["tara", "veth"];
+/// The prefix of the bridges a tara runtime creates (`tara0`, `tara-NAME`).
+const BRIDGE_PREFIX: &str = "tara";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -63,7 +69,8 @@ static ADDING: Mutex<()> = Mutex::new(());
 /// A network namespace that plays the host for one test. Dropping it
 /// deletes the namespace (with its bridges, veths and firewall rules) and,
 /// unless the test already failed, fails the test if a veth was left in it
-/// or if an interface appeared in the machine's own namespace.
+/// or if an interface named as tara names them appeared in the machine's
+/// own namespace.
 #[derive(Debug)]
 pub struct HostNetns {
     name: String,
@@ -127,6 +134,40 @@ impl HostNetns {
         let mut command = self.command("sh");
         command.args(["-c", script]);
         Finished::new(run_with_deadline(command, DEFAULT_DEADLINE))
+    }
+
+    /// Runs `body` on a new thread that first joined this namespace, and
+    /// returns what it returns; a panic in `body` (a failed assertion, a
+    /// blank exercise) goes on in the caller.
+    ///
+    /// For the code of the step called in the test's own process: a
+    /// netlink socket talks to the namespace of the thread that created it,
+    /// and setns(2) moves only the calling thread, so everything `body`
+    /// does (`Netlink::new()`, a command it spawns) reaches this namespace,
+    /// and the test's other threads stay in the machine's.
+    #[track_caller]
+    pub fn run_inside<T: Send>(&self, body: impl FnOnce() -> T + Send) -> T {
+        let path = self.path();
+        // The test's name on the thread: libtest and panics show it.
+        let mut thread = std::thread::Builder::new();
+        if let Some(name) = std::thread::current().name() {
+            thread = thread.name(name.to_string());
+        }
+        std::thread::scope(|scope| {
+            let inside = thread
+                .spawn_scoped(scope, || {
+                    let netns = File::open(&path)
+                        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+                    setns(&netns, CloneFlags::CLONE_NEWNET)
+                        .unwrap_or_else(|e| panic!("setns({}, CLONE_NEWNET): {e}", path.display()));
+                    body()
+                })
+                .expect("spawning a thread");
+            // The panic was reported on that thread already: rethrown as is.
+            inside
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
     }
 
     /// The names of the interfaces in this namespace.
@@ -356,8 +397,23 @@ fn watched_machine_links() -> BTreeSet<String> {
         .skip(2)
         .filter_map(|line| line.split(':').next())
         .map(|name| name.trim().to_string())
-        .filter(|name| WATCHED_PREFIXES.iter().any(|p| name.starts_with(p)))
+        .filter(|name| made_by_tara(name))
         .collect()
+}
+
+/// Whether an interface has a name a tara runtime gives: a bridge `tara*`,
+/// or a container's host end, `veth` and 11 hex digits of its ID (15
+/// bytes). Only those are watched in the machine's namespace: a student's
+/// VM may run docker (`veth` + 7 hex digits), podman or CNI (`veth` + 8)
+/// containers while the tests run, and their veths come and go.
+fn made_by_tara(name: &str) -> bool {
+    let container_end = name.strip_prefix("veth").is_some_and(|id| {
+        id.len() == 11
+            && id
+                .bytes()
+                .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+    });
+    name.starts_with(BRIDGE_PREFIX) || container_end
 }
 
 /// Whether `text` names `address` as a whole: 10.87.0.2 is not in
@@ -391,6 +447,42 @@ mod tests {
         let listed = "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536\n\
                       5: vethab12@if2: <BROADCAST> mtu 1500 master tara0\n";
         assert_eq!(link_names(listed), ["lo", "vethab12"]);
+    }
+
+    #[test]
+    fn only_the_names_tara_gives_are_watched_in_the_machines_namespace() {
+        for name in ["tara0", "tara-red", "veth0123456789a"] {
+            assert!(made_by_tara(name), "{name}");
+        }
+        // docker's, podman's, the tests' own, and a 15-byte name that is
+        // not hexadecimal.
+        for name in [
+            "veth1a2b3c4",
+            "veth1a2b3c4d",
+            "veth-test",
+            "vethabcdefghijk",
+            "eth0",
+        ] {
+            assert!(!made_by_tara(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn run_inside_runs_in_the_namespace_and_passes_panics_on() {
+        use std::os::unix::fs::MetadataExt;
+        // A namespace is known by the inode of its nsfs file.
+        let netns_of_this_thread = || std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
+        let host = HostNetns::new();
+        let named = std::fs::metadata(host.path()).unwrap().ino();
+        assert_eq!(host.run_inside(netns_of_this_thread), named);
+        assert_ne!(
+            netns_of_this_thread(),
+            named,
+            "the caller stays where it is"
+        );
+        let payload = std::panic::catch_unwind(|| host.run_inside(|| panic!("inside")))
+            .expect_err("the panic is passed on");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"inside"));
     }
 
     #[test]
