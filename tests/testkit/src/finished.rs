@@ -146,8 +146,9 @@ mod tests {
         let mut command = Command::new("sh");
         // The background sleep keeps stdout open after sh is gone.
         command.args(["-c", "sleep 60 & echo started; sleep 60"]);
-        let ended =
-            crate::process::run_with_deadline(command, std::time::Duration::from_millis(300));
+        // Long enough for sh to start and echo under qemu's emulation,
+        // where 300 ms was not always.
+        let ended = crate::process::run_with_deadline(command, std::time::Duration::from_secs(3));
         assert!(ended.timed_out);
         assert_eq!(ended.output.stdout, b"started\n");
     }
