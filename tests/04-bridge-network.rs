@@ -80,6 +80,13 @@ impl<'a> Store<'a> {
         self.run(args).success().stdout_text()
     }
 
+    /// A container on the default network pings its gateway, which must
+    /// answer.
+    fn ping_gateway_from_a_container(&self) {
+        let ping = ["ping", "-c", "1", "-W", "5", "10.87.0.1"];
+        self.ok(&[&["run", "--rm", "busybox", "--"][..], &ping].concat());
+    }
+
     /// Imports testkit's busybox root filesystem as `busybox`.
     fn import_busybox(&self) {
         self.ok(&[
@@ -550,18 +557,7 @@ fn the_gateway_and_the_host_reach_a_container() {
     let host = HostNetns::new();
     let store = Store::new(&sandbox, &host);
     store.import_busybox();
-    store.ok(&[
-        "run",
-        "--rm",
-        "busybox",
-        "--",
-        "ping",
-        "-c",
-        "1",
-        "-W",
-        "5",
-        "10.87.0.1",
-    ]);
+    store.ping_gateway_from_a_container();
     let web = store.start("web", &[]);
     assert_eq!(store.leases("tara"), ["10.87.0.2"]);
     host.sh("busybox ping -c 1 -W 5 10.87.0.2").success();
@@ -1080,18 +1076,7 @@ fn network_rm_is_refused_while_a_container_uses_it() {
     store.ok(&["run", "--rm", "busybox", "--", "true"]);
     assert_eq!(store.ok(&["network", "rm", "tara"]), "tara\n");
     assert!(!host.links().contains(&"tara0".to_string()));
-    store.ok(&[
-        "run",
-        "--rm",
-        "busybox",
-        "--",
-        "ping",
-        "-c",
-        "1",
-        "-W",
-        "5",
-        "10.87.0.1",
-    ]);
+    store.ping_gateway_from_a_container();
     assert!(host.links().contains(&"tara0".to_string()));
     store.assert_nothing_left("tara", &[TARA_FIRST]);
 }
