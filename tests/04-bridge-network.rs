@@ -587,7 +587,7 @@ fn the_gateway_and_the_host_reach_a_container() {
     );
     // Without tara's raw rules, the same ping is answered: the hole is real.
     host.sh("iptables -w -t raw -F").success();
-    in_netns_of(pid_1, to_the_hosts_loopback).success();
+    in_netns_of(pid_1, "busybox ping -c 1 -W 5 127.0.0.1").success();
     stop(web);
     store.assert_nothing_left("tara", &[TARA_FIRST]);
 }
@@ -768,6 +768,9 @@ fn a_published_port_answers_on_the_hosts_addresses_and_from_outside() {
     let mut httpd = outside.command("busybox");
     httpd.args(["httpd", "-f", "-p", &listen, "-h"]).arg(&www);
     let server = sandbox.spawn(httpd);
+    // Once nsenter has become busybox, /proc/PID/net shows the outside
+    // namespace's sockets, not the machine's.
+    wait_for_exec(&server, "busybox");
     wait_for("httpd to listen outside", DEFAULT_DEADLINE, || {
         listening(server.pid(), 9000).then_some(())
     });

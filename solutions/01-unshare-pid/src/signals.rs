@@ -37,6 +37,25 @@ fn supervised_signals() -> SigSet {
     set
 }
 
+/// Takes a forwarded signal that is pending, if one is: one that arrived
+/// before the container's command runs (a Ctrl-C while the runtime set it
+/// up). Forwarding it would not do: a PID 1 ignores every signal it has
+/// no handler for, and the command has installed none yet.
+pub fn take_pending_forwarded() -> Result<Option<Signal>> {
+    let mut forwarded = SigSet::empty();
+    for signal in FORWARDED {
+        forwarded.add(signal);
+    }
+    let pending = SignalFd::with_flags(&forwarded, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .context("signalfd(2) for the pending signals")?;
+    match pending.read_signal().context("reading the signalfd")? {
+        Some(info) => Ok(Some(
+            Signal::try_from(info.ssi_signo as i32).context("an unknown signal number")?,
+        )),
+        None => Ok(None),
+    }
+}
+
 /// Blocks the supervised signals: they stay pending until [`supervise`]
 /// takes them. The mask is inherited by clone and fork, and kept by exec.
 /// Returns the mask as it was, for [`finish_supervision`].

@@ -119,8 +119,9 @@ pub fn run_with(store: &Store, options: &RunOptions, extension: &mut dyn Extensi
     // creating or cleaning up, leaving a container directory, an address or
     // a firewall rule behind: the signals step 01 forwards are blocked from
     // here to the end. One that arrives before the child runs waits, and
-    // step 01's supervision forwards it to the child; one that arrives
-    // during the cleanup finds the container gone already, and is dropped.
+    // step 01 then stops the child before its command starts (exit code
+    // 128+N); one that arrives during the cleanup finds the container gone
+    // already, and is dropped.
     let previous_mask = pid::signals::block_supervised_signals()?;
     let result = create_start_and_clean_up(store, options, extension);
     pid::signals::finish_supervision(&previous_mask)?;

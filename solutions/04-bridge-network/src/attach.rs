@@ -164,8 +164,15 @@ impl Extension for Attachment<'_> {
             return Ok(());
         };
         let _lock = self.store.lock()?;
-        wiring::delete_host_end(&mut Netlink::new()?, &wiring::host_end_name(&joined.id))?;
-        firewall::remove_port_rules(&joined.network, joined.address, &self.options.ports)?;
+        // The veth and the port rules are both tried, whatever fails. The
+        // lease goes only once both are gone: a lease left behind is how
+        // the next allocation finds, and reclaims, what is left of them.
+        let host_end = wiring::host_end_name(&joined.id);
+        let veth =
+            Netlink::new().and_then(|mut host| wiring::delete_host_end(&mut host, &host_end));
+        let rules =
+            firewall::remove_port_rules(&joined.network, joined.address, &self.options.ports);
+        veth.and(rules)?;
         ipam::release(self.store, &joined.network, joined.address)
     }
 }

@@ -23,6 +23,7 @@ use crate::network::Network;
 use crate::ports::PortMapping;
 use anyhow::{bail, Context, Result};
 use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 /// One iptables rule: `iptables -t TABLE -A CHAIN ARGS...`.
@@ -227,12 +228,17 @@ pub fn add_network_rules(network: &Network) -> Result<()> {
 /// bridge.
 pub fn network_rules_present(network: &Network) -> bool {
     let rules = all_rules(network);
-    ["raw", "filter", "nat"].iter().all(|table| {
+    let one_per_table = ["raw", "filter", "nat"].iter().all(|table| {
         rules
             .iter()
             .find(|rule| rule.table == *table)
             .is_some_and(exists)
-    })
+    });
+    // `iptables -F FORWARD` removes only the jumps to tara's chains.
+    one_per_table
+        && builtin_chains()
+            .into_iter()
+            .all(|(table, builtin)| jumps_from(table, builtin).iter().all(exists))
 }
 
 /// Removes the rules of `network`, those that exist.
@@ -369,9 +375,13 @@ fn rule_args<'a>(rule: &'a Rule, action: &'a str) -> Vec<&'a str> {
 /// Runs `iptables -w ARGS...` (-w: wait for the lock another iptables holds
 /// rather than fail).
 fn iptables(args: &[&str]) -> Result<()> {
+    // In a process group of its own: a Ctrl-C in the terminal goes to the
+    // whole foreground group, and must not kill iptables half-way through
+    // the runtime's cleanup.
     let output = Command::new("iptables")
         .arg("-w")
         .args(args)
+        .process_group(0)
         .output()
         .context("running iptables (is the iptables package installed?)")?;
     if !output.status.success() {

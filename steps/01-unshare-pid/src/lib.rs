@@ -106,12 +106,19 @@ pub fn run(spec: &Spec, hooks: &dyn Hooks) -> Result<i32> {
 fn start_and_supervise(spec: &Spec, hooks: &dyn Hooks) -> Result<i32> {
     let sync = child::SyncPipe::new()?;
     let pid = namespaces::spawn_in_namespaces(spec.namespaces, || child::main(spec, hooks, &sync))?;
-    let released = namespaces::ensure_isolated(pid, spec.namespaces)
+    let ready = namespaces::ensure_isolated(pid, spec.namespaces)
         .and_then(|()| hooks.child_started(pid))
-        .and_then(|()| sync.release_child());
-    if let Err(error) = released {
+        .and_then(|()| signals::take_pending_forwarded());
+    let stop_before_start = match ready {
+        Err(error) => Some(Err(error)),
+        // Told to stop before it ran: it never runs, and ends as if the
+        // signal had killed it.
+        Ok(Some(signal)) => Some(Ok(128 + signal as i32)),
+        Ok(None) => sync.release_child().err().map(Err),
+    };
+    if let Some(result) = stop_before_start {
         stop_unstarted_child(pid);
-        return Err(error);
+        return result;
     }
     let status = signals::supervise(pid).context("waiting for the container")?;
     Ok(exit_status::exit_code(status))
