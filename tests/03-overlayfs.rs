@@ -7,7 +7,6 @@
 //! with a store of their own in the sandbox and images made from testkit's
 //! busybox root filesystem, on the real kernel, as root.
 
-use assert_cmd::cargo::CommandCargoExt;
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::stat::{major, minor, mknod, Mode, SFlag};
@@ -16,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use testkit::{
     busybox_rootfs, call_exercise, cut_from_the_host, in_child, in_fresh_process, run_to_end,
-    snapshot_settings, Finished, Sandbox,
+    snapshot_settings, Finished, Sandbox, StoreCli,
 };
 
 // `lesson`: the library of the crate this file is compiled into.
@@ -29,36 +28,21 @@ const OPAQUE: &str = "trusted.overlay.opaque";
 // Helpers: a store in the sandbox, and the binary run against it.
 // ---------------------------------------------------------------------------
 
-/// A test's own `--root`, inside its sandbox.
-struct Store<'a> {
-    sandbox: &'a Sandbox,
-    root: PathBuf,
+/// A test's own `--root`, inside its sandbox: testkit's [`StoreCli`], with
+/// what this step's tests add.
+struct Store<'a>(StoreCli<'a>);
+
+impl<'a> std::ops::Deref for Store<'a> {
+    type Target = StoreCli<'a>;
+
+    fn deref(&self) -> &StoreCli<'a> {
+        &self.0
+    }
 }
 
 impl<'a> Store<'a> {
     fn new(sandbox: &'a Sandbox) -> Self {
-        Store {
-            sandbox,
-            root: sandbox.join("root"),
-        }
-    }
-
-    /// This crate's binary with `--root ROOT ARGS...`, marked by the sandbox.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::cargo_bin(env!("CARGO_PKG_NAME")).expect("the step's binary");
-        command.arg("--root").arg(&self.root).args(args);
-        self.sandbox.mark(&mut command);
-        command
-    }
-
-    /// Runs `ARGS...` to its end.
-    fn run(&self, args: &[&str]) -> Finished {
-        run_to_end(self.command(args))
-    }
-
-    /// Runs `ARGS...`, which must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        self.run(args).success().stdout_text()
+        Store(StoreCli::new(sandbox, env!("CARGO_PKG_NAME")))
     }
 
     /// Runs `sh -c SCRIPT` in a new container `name` of `image`, which is
@@ -67,51 +51,16 @@ impl<'a> Store<'a> {
         self.ok(&["run", "--name", name, image, "--", "sh", "-c", script])
     }
 
-    /// Imports `dir` (or a tarball) as the image `name`.
-    fn import(&self, name: &str, source: &Path) {
-        self.ok(&["image", "import", name, source.to_str().unwrap()]);
-    }
-
-    /// Imports testkit's busybox root filesystem as `busybox`.
-    fn import_busybox(&self) {
-        self.import("busybox", &busybox_rootfs());
-    }
-
-    /// The directory of the container named `name`.
-    fn container_dir(&self, name: &str) -> PathBuf {
-        let containers = self.root.join("containers");
-        std::fs::read_dir(&containers)
-            .expect("the containers directory")
-            .map(|entry| entry.unwrap().path())
-            .find(|dir| {
-                let state = std::fs::read_to_string(dir.join("state.json")).unwrap_or_default();
-                let state: serde_json::Value = serde_json::from_str(&state).unwrap_or_default();
-                state["name"] == name
-            })
-            .unwrap_or_else(|| panic!("no container named {name} in {}", containers.display()))
-    }
-
-    /// The directory of the image's top layer.
-    fn top_layer(&self, image: &str) -> PathBuf {
-        let record = std::fs::read_to_string(self.root.join(format!("images/{image}.json")))
-            .expect("the image's record");
-        let record: serde_json::Value = serde_json::from_str(&record).unwrap();
-        let diff_ids = record["config"]["rootfs"]["diff_ids"].as_array().unwrap();
-        let top = diff_ids.last().unwrap().as_str().unwrap();
-        let hex = top.strip_prefix("sha256:").unwrap();
-        self.root.join("layers/sha256").join(hex).join("diff")
-    }
-
     /// Every path under the store, with its type, mode, and for a file the
     /// SHA-256 of its bytes: a fingerprint to compare before and after a
     /// failed command.
     fn fingerprint(&self) -> Vec<String> {
         use sha2::Digest;
         let mut lines = Vec::new();
-        list_tree(&self.root, Path::new(""), &mut lines);
+        list_tree(self.root(), Path::new(""), &mut lines);
         for line in &mut lines {
             let path = self
-                .root
+                .root()
                 .join(line.split(' ').next().unwrap().trim_start_matches('/'));
             if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
                 let bytes = std::fs::read(&path).unwrap();
@@ -571,7 +520,7 @@ umoci config --image layout:latest --config.entrypoint sh --config.cmd -c \
         store.ok(&["run", "--rm", "from-docker"]),
         "hello from /srv\n"
     );
-    let layers = std::fs::read_dir(store.root.join("layers/sha256"))
+    let layers = std::fs::read_dir(store.root().join("layers/sha256"))
         .unwrap()
         .count();
     assert_eq!(layers, 1, "the two imports of one image share its layer");
@@ -784,7 +733,7 @@ fn importing_the_same_image_twice_stores_its_layer_once() {
     let store = Store::new(&sandbox);
     store.import_busybox();
     let layers = || {
-        std::fs::read_dir(store.root.join("layers/sha256"))
+        std::fs::read_dir(store.root().join("layers/sha256"))
             .unwrap()
             .count()
     };
@@ -831,7 +780,7 @@ fn containers_are_listed_and_removed_and_leave_nothing() {
     assert!(String::from_utf8_lossy(&refused.get_output().stderr).contains("in use"));
     store.ok(&["rm", "c1"]);
     store.ok(&["run", "--rm", "--name", "c2", "busybox", "--", "true"]);
-    let containers = std::fs::read_dir(store.root.join("containers"))
+    let containers = std::fs::read_dir(store.root().join("containers"))
         .unwrap()
         .count();
     assert_eq!(containers, 0, "a container's directory was left");
@@ -871,7 +820,7 @@ fn image_rm_is_refused_while_used_and_keeps_shared_layers() {
     store.ok(&["rm", "c1"]);
     store.ok(&["image", "rm", "busybox"]);
     let layers = || {
-        std::fs::read_dir(store.root.join("layers/sha256"))
+        std::fs::read_dir(store.root().join("layers/sha256"))
             .unwrap()
             .count()
     };
@@ -882,7 +831,10 @@ fn image_rm_is_refused_while_used_and_keeps_shared_layers() {
     );
     store.ok(&["image", "rm", "child"]);
     assert_eq!(layers(), 0, "unused layers were left");
-    assert_eq!(std::fs::read_dir(store.root.join("l")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(store.root().join("l")).unwrap().count(),
+        0
+    );
 }
 
 #[test]
@@ -1069,7 +1021,7 @@ fn a_container_keeps_its_layers_when_its_image_name_is_reused() {
     // Removing the container frees busybox's old layer: nothing lists it.
     store.ok(&["rm", "c1"]);
     store.ok(&["image", "rm", "kept"]);
-    let layers = std::fs::read_dir(store.root.join("layers/sha256"))
+    let layers = std::fs::read_dir(store.root().join("layers/sha256"))
         .unwrap()
         .count();
     assert_eq!(layers, 1, "only the new busybox's layer is left");
@@ -1247,7 +1199,7 @@ fn concurrent_commands_on_one_store_are_serialized() {
     let containers = store.ok(&["ps", "-a"]);
     assert_eq!(containers.lines().count(), 5, "{containers}");
     assert_eq!(
-        std::fs::read_dir(store.root.join("tmp")).unwrap().count(),
+        std::fs::read_dir(store.root().join("tmp")).unwrap().count(),
         0
     );
     for n in 0..4 {

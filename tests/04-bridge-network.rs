@@ -12,18 +12,17 @@
 //! runs the binary, `ip` and `iptables` in it. Its bridges, veths, rules and
 //! sysctls go away with it.
 
-use assert_cmd::cargo::CommandCargoExt;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use testkit::netns::{HOST_ADDRESS, OUTSIDE_ADDRESS};
 use testkit::process::process_state;
 use testkit::{
     busybox_rootfs, call_exercise, private_busybox_rootfs, run_to_end, snapshot_settings, wait_for,
-    Finished, HostNetns, Running, Sandbox, DEFAULT_DEADLINE,
+    Finished, HostNetns, Running, Sandbox, StoreCli, DEFAULT_DEADLINE,
 };
 
 // `lesson`: the library of the crate this file is compiled into.
@@ -44,40 +43,27 @@ const READY_THEN_WAIT: &str = "echo ready; exec sleep 300";
 // test's host network namespace.
 // ---------------------------------------------------------------------------
 
-/// A test's own `--root`, inside its sandbox, used from its host namespace.
+/// A test's own `--root`, inside its sandbox, used from its host namespace:
+/// testkit's [`StoreCli`], with what this step's tests add.
 struct Store<'a> {
-    sandbox: &'a Sandbox,
+    cli: StoreCli<'a>,
     host: &'a HostNetns,
-    root: PathBuf,
+}
+
+impl<'a> std::ops::Deref for Store<'a> {
+    type Target = StoreCli<'a>;
+
+    fn deref(&self) -> &StoreCli<'a> {
+        &self.cli
+    }
 }
 
 impl<'a> Store<'a> {
     fn new(sandbox: &'a Sandbox, host: &'a HostNetns) -> Self {
         Store {
-            sandbox,
+            cli: StoreCli::in_host(sandbox, env!("CARGO_PKG_NAME"), host),
             host,
-            root: sandbox.join("root"),
         }
-    }
-
-    /// This crate's binary with `--root ROOT ARGS...`, in the host
-    /// namespace, marked by the sandbox.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut binary = Command::cargo_bin(env!("CARGO_PKG_NAME")).expect("the step's binary");
-        binary.arg("--root").arg(&self.root).args(args);
-        let mut command = self.host.wrap(&binary);
-        self.sandbox.mark(&mut command);
-        command
-    }
-
-    /// Runs `ARGS...` to its end.
-    fn run(&self, args: &[&str]) -> Finished {
-        run_to_end(self.command(args))
-    }
-
-    /// Runs `ARGS...`, which must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        self.run(args).success().stdout_text()
     }
 
     /// A container on the default network pings its gateway, which must
@@ -87,16 +73,6 @@ impl<'a> Store<'a> {
         self.ok(&[&["run", "--rm", "busybox", "--"][..], &ping].concat());
     }
 
-    /// Imports testkit's busybox root filesystem as `busybox`.
-    fn import_busybox(&self) {
-        self.ok(&[
-            "image",
-            "import",
-            "busybox",
-            busybox_rootfs().to_str().unwrap(),
-        ]);
-    }
-
     /// Starts `run --init --name NAME OPTIONS... busybox -- sh -c SCRIPT`
     /// in the background; returns once SCRIPT has printed `ready`, which
     /// the container can only do once its network is up.
@@ -104,7 +80,7 @@ impl<'a> Store<'a> {
         let mut args = vec!["run", "--init", "--name", name];
         args.extend_from_slice(options);
         args.extend_from_slice(&["busybox", "--", "sh", "-c", script]);
-        let mut runtime = self.sandbox.spawn(self.command(&args));
+        let mut runtime = self.sandbox().spawn(self.command(&args));
         runtime.wait_for_line("ready");
         runtime
     }
@@ -116,7 +92,7 @@ impl<'a> Store<'a> {
 
     /// The lease files of `network`, sorted (none when it has no directory).
     fn leases(&self, network: &str) -> Vec<String> {
-        let dir = self.root.join("networks").join(network).join("leases");
+        let dir = self.root().join("networks").join(network).join("leases");
         let mut names: Vec<String> = std::fs::read_dir(&dir)
             .map(|entries| {
                 entries
@@ -132,35 +108,6 @@ impl<'a> Store<'a> {
     fn inspect(&self, network: &str) -> serde_json::Value {
         let json = self.ok(&["network", "inspect", network]);
         serde_json::from_str(&json).unwrap_or_else(|e| panic!("network inspect: {e}:\n{json}"))
-    }
-
-    /// The ID of the container named `name`: the name of its directory.
-    fn container_id(&self, name: &str) -> String {
-        let containers = self.root.join("containers");
-        std::fs::read_dir(&containers)
-            .expect("the containers directory")
-            .map(|entry| entry.unwrap().path())
-            .find(|dir| {
-                let state = std::fs::read_to_string(dir.join("state.json")).unwrap_or_default();
-                let state: serde_json::Value = serde_json::from_str(&state).unwrap_or_default();
-                state["name"] == name
-            })
-            .unwrap_or_else(|| panic!("no container named {name} in {}", containers.display()))
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned()
-    }
-
-    /// The directory of the image's top layer.
-    fn top_layer(&self, image: &str) -> PathBuf {
-        let record = std::fs::read_to_string(self.root.join(format!("images/{image}.json")))
-            .expect("the image's record");
-        let record: serde_json::Value = serde_json::from_str(&record).unwrap();
-        let diff_ids = record["config"]["rootfs"]["diff_ids"].as_array().unwrap();
-        let top = diff_ids.last().unwrap().as_str().unwrap();
-        let hex = top.strip_prefix("sha256:").unwrap();
-        self.root.join("layers/sha256").join(hex).join("diff")
     }
 
     /// Fails unless every container of `network` has given everything back:
@@ -600,7 +547,8 @@ fn two_containers_on_one_network_reach_each_other() {
     store.import_busybox();
     let first = store.start("first", &[]);
     assert_eq!(store.leases("tara"), ["10.87.0.2"]);
-    let lease = std::fs::read_to_string(store.root.join("networks/tara/leases/10.87.0.2")).unwrap();
+    let lease =
+        std::fs::read_to_string(store.root().join("networks/tara/leases/10.87.0.2")).unwrap();
     let lease: serde_json::Value = serde_json::from_str(&lease).unwrap();
     assert_eq!(lease["container"], store.container_id("first"), "{lease}");
     let script = "ip -o -4 addr show dev eth0 | grep -o 'inet [0-9./]*'; ping -c 1 -W 5 10.87.0.2";
@@ -826,7 +774,7 @@ fn etc_hosts_hostname_and_resolv_conf_are_the_containers_own() {
     assert_eq!(resolv_conf, expected_resolv_conf());
     // They live in the container's directory...
     let dir = store
-        .root
+        .root()
         .join("containers")
         .join(store.container_id("web"));
     for (file, seen) in [

@@ -92,6 +92,12 @@ pub trait Extension {
         Ok(())
     }
 
+    /// In the child, in its new root, once step 02 has mounted /proc, /sys
+    /// and /dev, just before the command is started.
+    fn finish_root(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// In the runtime, when the container has ended, or failed to start at
     /// any point after `before_start` was called: give back all it took.
     fn after_exit(&mut self) -> Result<()> {
@@ -104,6 +110,41 @@ pub trait Extension {
 pub struct NoExtension;
 
 impl Extension for NoExtension {}
+
+/// Two extensions as one: step 05 adds its cgroup to step 04's network.
+/// Each hook runs the first one's, then the second one's; `after_exit` runs
+/// both, whatever the first returns.
+impl<A: Extension, B: Extension> Extension for (A, B) {
+    fn namespaces(&self) -> CloneFlags {
+        self.0.namespaces() | self.1.namespaces()
+    }
+
+    fn before_start(&mut self, state: &State, dir: &Path) -> Result<()> {
+        self.0.before_start(state, dir)?;
+        self.1.before_start(state, dir)
+    }
+
+    fn child_started(&self, child: Pid) -> Result<()> {
+        self.0.child_started(child)?;
+        self.1.child_started(child)
+    }
+
+    fn prepare_root(&self, merged: &Path) -> Result<()> {
+        self.0.prepare_root(merged)?;
+        self.1.prepare_root(merged)
+    }
+
+    fn finish_root(&self) -> Result<()> {
+        self.0.finish_root()?;
+        self.1.finish_root()
+    }
+
+    fn after_exit(&mut self) -> Result<()> {
+        let first = self.0.after_exit();
+        let second = self.1.after_exit();
+        first.and(second)
+    }
+}
 
 /// `run IMAGE [-- CMD...]`: creates the container, runs it to its end and
 /// returns the exit code. A container the runtime could not start (no
@@ -267,6 +308,7 @@ impl pid::Hooks for ContainerRoot<'_> {
         overlay::mount_overlay(&self.store_root, &self.mount_options, &self.merged)?;
         self.extension.prepare_root(&self.merged)?;
         self.rootfs.prepare_filesystem()?;
+        self.extension.finish_root()?;
         apply_image_settings(&self.env, self.working_dir.as_deref())
     }
     // ANCHOR_END: prepare_filesystem

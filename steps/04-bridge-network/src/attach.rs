@@ -25,7 +25,7 @@ use crate::netlink::Netlink;
 use crate::network::{self, Network};
 use crate::ports::PortMapping;
 use crate::wiring;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use ipnet::Ipv4Net;
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
@@ -96,17 +96,20 @@ impl<'a> Attachment<'a> {
         let network = network::for_container(self.store, &self.options.network, lock)?;
         // Leases of containers killed with SIGKILL, on any network, may
         // hold ports this container wants.
-        for network in network::list(self.store)? {
-            ipam::reclaim_stale(self.store, &network, lock)?;
+        let networks = network::list(self.store)?;
+        let running = ipam::running_containers(self.store)?;
+        for network in &networks {
+            ipam::reclaim_stale(self.store, network, &running, lock)?;
         }
-        check_ports_free(self.store, &self.options.ports)?;
+        check_ports_free(self.store, &networks, &running, &self.options.ports)?;
         let address = ipam::lease(self.store, &network, &state.id, &self.options.ports, lock)?;
-        self.joined = Some(Joined {
+        // Kept before the port rules are added: if adding them fails,
+        // after_exit still finds the lease to give back.
+        let joined = self.joined.insert(Joined {
             network,
             address,
             id: state.id.clone(),
         });
-        let joined = self.joined.as_ref().expect("just set");
         firewall::add_port_rules(&joined.network, address, &self.options.ports)
     }
 
@@ -114,9 +117,8 @@ impl<'a> Attachment<'a> {
     /// the gateway.
     fn eth0(&self) -> Option<(Ipv4Net, Ipv4Addr)> {
         self.joined.as_ref().map(|joined| {
-            let address = Ipv4Net::new(joined.address, joined.network.subnet.prefix_len())
-                .expect("a prefix from a subnet");
-            (address, joined.network.gateway)
+            let network = &joined.network;
+            (network.with_prefix(joined.address), network.gateway)
         })
     }
 }
@@ -179,9 +181,14 @@ impl Extension for Attachment<'_> {
 
 /// Refuses a host port that a running container has published already:
 /// the second DNAT rule would never see a packet.
-fn check_ports_free(store: &Store, wanted: &[PortMapping]) -> Result<()> {
-    for network in network::list(store)? {
-        for (_, lease, state) in ipam::attached(store, &network)? {
+fn check_ports_free(
+    store: &Store,
+    networks: &[Network],
+    running: &ipam::Running,
+    wanted: &[PortMapping],
+) -> Result<()> {
+    for network in networks {
+        for (_, lease, state) in ipam::attached(store, network, running)? {
             for taken in &lease.ports {
                 if let Some(port) = wanted.iter().find(|port| port.clashes_with(taken)) {
                     bail!(
@@ -195,9 +202,4 @@ fn check_ports_free(store: &Store, wanted: &[PortMapping]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The container's address on its network, for `network inspect`.
-pub fn address_with_prefix(network: &Network, address: Ipv4Addr) -> Result<Ipv4Net> {
-    Ipv4Net::new(address, network.subnet.prefix_len()).context("an address with a prefix")
 }

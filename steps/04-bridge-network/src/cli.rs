@@ -1,7 +1,7 @@
 //! The command line of step 04: step 03's, with `network ...` and
 //! `run --network -p`. In the library, so that step 05 keeps it all.
 
-use crate::attach::{self, Attachment, NetworkOptions};
+use crate::attach::{Attachment, NetworkOptions};
 use crate::ipam;
 use crate::network::{self, CreateOptions, DEFAULT_NETWORK};
 use crate::ports::PortMapping;
@@ -116,6 +116,7 @@ fn print_networks(store: &Store) -> Result<()> {
         "{:<width$} {:<15} {:<18} {:<15} CONTAINERS",
         "NAME", "BRIDGE", "SUBNET", "GATEWAY"
     );
+    let running = ipam::running_containers(store)?;
     for network in networks {
         println!(
             "{:<width$} {:<15} {:<18} {:<15} {}",
@@ -123,7 +124,7 @@ fn print_networks(store: &Store) -> Result<()> {
             network.bridge,
             network.subnet.to_string(),
             network.gateway.to_string(),
-            ipam::attached(store, &network)?.len()
+            ipam::attached(store, &network, &running)?.len()
         );
     }
     Ok(())
@@ -151,13 +152,14 @@ pub struct InspectedContainer {
 /// The network `name` and the containers attached to it now.
 pub fn inspect(store: &Store, name: &str) -> Result<Inspected> {
     let network = network::load(store, name)?;
-    let containers = ipam::attached(store, &network)?
+    let running = ipam::running_containers(store)?;
+    let containers = ipam::attached(store, &network, &running)?
         .into_iter()
         .map(|(address, lease, state): (_, _, container::State)| {
             Ok(InspectedContainer {
                 id: state.id,
                 name: state.name,
-                address: attach::address_with_prefix(&network, address)?.to_string(),
+                address: network.with_prefix(address).to_string(),
                 ports: lease.ports.iter().map(ToString::to_string).collect(),
             })
         })

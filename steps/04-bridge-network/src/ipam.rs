@@ -55,16 +55,15 @@ pub fn allocate(
 }
 // ANCHOR_END: allocate
 
-/// Leases an address of `network` for the container `id`, after
-/// reclaiming the leases of containers that are gone.
+/// Leases an address of `network` for the container `id` (reclaim the
+/// leases of containers that are gone first: [`reclaim_stale`]).
 pub fn lease(
     store: &Store,
     network: &Network,
     id: &str,
     ports: &[PortMapping],
-    lock: &Locked,
+    _lock: &Locked,
 ) -> Result<Ipv4Addr> {
-    reclaim_stale(store, network, lock)?;
     let lease = Lease {
         container: id.to_string(),
         ports: ports.to_vec(),
@@ -108,9 +107,13 @@ pub fn leases(store: &Store, network: &Network) -> Result<Vec<(Ipv4Addr, Option<
     Ok(leases)
 }
 
-/// The containers that run now, by ID. An error (an unreadable state)
-/// is passed on: a lease is never taken from a container that may run.
-fn running_containers(store: &Store) -> Result<HashMap<String, container::State>> {
+/// The containers that run now, by ID.
+pub type Running = HashMap<String, container::State>;
+
+/// Reads every container's state once, for [`attached`] and
+/// [`reclaim_stale`] on each network. An error (an unreadable state) is
+/// passed on: a lease is never taken from a container that may run.
+pub fn running_containers(store: &Store) -> Result<Running> {
     Ok(container::list(store)?
         .into_iter()
         .filter(container::is_running)
@@ -122,13 +125,13 @@ fn running_containers(store: &Store) -> Result<HashMap<String, container::State>
 pub fn attached(
     store: &Store,
     network: &Network,
+    running: &Running,
 ) -> Result<Vec<(Ipv4Addr, Lease, container::State)>> {
-    let mut running = running_containers(store)?;
     let mut attached = Vec::new();
     for (address, lease) in leases(store, network)? {
         let Some(lease) = lease else { continue };
-        if let Some(state) = running.remove(&lease.container) {
-            attached.push((address, lease, state));
+        if let Some(state) = running.get(&lease.container) {
+            attached.push((address, lease, state.clone()));
         }
     }
     Ok(attached)
@@ -136,7 +139,7 @@ pub fn attached(
 
 /// The names of the containers attached to `network` now.
 pub fn attached_names(store: &Store, network: &Network) -> Result<Vec<String>> {
-    Ok(attached(store, network)?
+    Ok(attached(store, network, &running_containers(store)?)?
         .into_iter()
         .map(|(_, _, state)| state.name)
         .collect())
@@ -145,8 +148,12 @@ pub fn attached_names(store: &Store, network: &Network) -> Result<Vec<String>> {
 /// Removes the leases whose container is gone or stopped, with what their
 /// runtime left on the host: port rules, and the veth if the container's
 /// namespace still holds it.
-pub fn reclaim_stale(store: &Store, network: &Network, _lock: &Locked) -> Result<()> {
-    let running = running_containers(store)?;
+pub fn reclaim_stale(
+    store: &Store,
+    network: &Network,
+    running: &Running,
+    _lock: &Locked,
+) -> Result<()> {
     for (address, lease) in leases(store, network)? {
         let holder = lease.as_ref().map(|lease| lease.container.as_str());
         if holder.is_some_and(|id| running.contains_key(id)) {

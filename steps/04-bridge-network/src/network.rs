@@ -48,9 +48,10 @@ pub struct Network {
 }
 
 impl Network {
-    /// The gateway with the subnet's prefix, as it is put on the bridge.
-    pub fn gateway_address(&self) -> Ipv4Net {
-        Ipv4Net::new(self.gateway, self.subnet.prefix_len()).expect("a prefix from a subnet")
+    /// `address` with the subnet's prefix, as it is put on an interface:
+    /// the gateway on the bridge, a container's address on its eth0.
+    pub fn with_prefix(&self, address: Ipv4Addr) -> Ipv4Net {
+        Ipv4Net::new(address, self.subnet.prefix_len()).expect("a prefix from a subnet")
     }
 
     /// `ROOT/networks/<name>`.
@@ -194,7 +195,7 @@ fn add(store: &Store, network: &Network, lock: &Locked) -> Result<()> {
 pub fn remove(store: &Store, name: &str) -> Result<()> {
     let lock = store.lock()?;
     let network = load(store, name)?;
-    ipam::reclaim_stale(store, &network, &lock)?;
+    ipam::reclaim_stale(store, &network, &ipam::running_containers(store)?, &lock)?;
     let attached = ipam::attached_names(store, &network)?;
     if !attached.is_empty() {
         bail!(
@@ -227,7 +228,7 @@ pub fn bring_up(network: &Network) -> Result<()> {
     }
     firewall::add_network_rules(network)?;
     let bridge = host.create_bridge(&network.bridge)?;
-    host.add_address(bridge, network.gateway_address())?;
+    host.add_address(bridge, network.with_prefix(network.gateway))?;
     // Published ports answer on 127.0.0.1 too: their DNAT sends packets
     // from a loopback address out of the bridge, which the kernel drops as
     // martians unless route_localnet is set on it.

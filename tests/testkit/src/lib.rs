@@ -23,6 +23,7 @@ compile_error!(
      tests there."
 );
 
+pub mod cgroups;
 pub mod exercises;
 pub mod finished;
 pub mod netns;
@@ -30,7 +31,9 @@ pub mod process;
 pub mod rootfs;
 pub mod sandbox;
 pub mod snapshots;
+pub mod store_cli;
 
+pub use cgroups::TestCgroup;
 pub use exercises::{
     call_exercise, cut_from_the_host, fail_on_blank_exercise, in_child, in_fresh_process,
     run_to_end, share_every_mount_here, shared_mount_points, still_shared_message,
@@ -41,6 +44,7 @@ pub use process::{run_with_deadline, Ended, Running, DEFAULT_DEADLINE};
 pub use rootfs::{busybox_rootfs, private_busybox_rootfs};
 pub use sandbox::Sandbox;
 pub use snapshots::snapshot_settings;
+pub use store_cli::StoreCli;
 
 use std::time::{Duration, Instant};
 
@@ -155,12 +159,7 @@ exit $code"#
         .arg(sandbox.path())
         .arg(command.get_program())
         .args(command.get_args());
-    for (key, value) in command.get_envs() {
-        match value {
-            Some(value) => wrapped.env(key, value),
-            None => wrapped.env_remove(key),
-        };
-    }
+    copy_environment(command, &mut wrapped);
     sandbox.mark(&mut wrapped);
     let ended = run_with_deadline(wrapped, DEFAULT_DEADLINE);
     fail_on_blank_exercise(&ended.output);
@@ -182,4 +181,15 @@ exit $code"#
         "a mount of the container reached the host's mount table"
     );
     output
+}
+
+/// Gives `to` the environment changes made to `from` (set and removed
+/// variables): for a wrapper command that runs `from`'s program.
+pub fn copy_environment(from: &std::process::Command, to: &mut std::process::Command) {
+    for (key, value) in from.get_envs() {
+        match value {
+            Some(value) => to.env(key, value),
+            None => to.env_remove(key),
+        };
+    }
 }

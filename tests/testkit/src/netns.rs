@@ -20,7 +20,7 @@
 
 use crate::finished::Finished;
 use crate::process::run_with_deadline;
-use crate::{poll_until, require_root, DEFAULT_DEADLINE};
+use crate::{copy_environment, poll_until, require_root, DEFAULT_DEADLINE};
 use nix::sched::{setns, CloneFlags};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -117,12 +117,7 @@ impl HostNetns {
     pub fn wrap(&self, command: &Command) -> Command {
         let mut wrapped = self.command(command.get_program());
         wrapped.args(command.get_args());
-        for (key, value) in command.get_envs() {
-            match value {
-                Some(value) => wrapped.env(key, value),
-                None => wrapped.env_remove(key),
-            };
-        }
+        copy_environment(command, &mut wrapped);
         if let Some(dir) = command.get_current_dir() {
             wrapped.current_dir(dir);
         }

@@ -182,6 +182,10 @@ impl Running {
         while let Ok(line) = self.lines.recv_timeout(DEFAULT_DEADLINE) {
             self.seen.push(line);
         }
+        // And the stderr reader has read the process's last words.
+        if let Some(reader) = &self.stderr_reader {
+            poll_until(DEFAULT_DEADLINE, || reader.is_finished().then_some(()));
+        }
         (status, self.seen.clone())
     }
 
