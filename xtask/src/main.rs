@@ -2,6 +2,7 @@
 
 mod book;
 mod docs;
+mod host_cgroups;
 mod host_network;
 mod kernel;
 mod scripts;
@@ -102,18 +103,21 @@ fn main() {
 }
 
 /// The maintainers' single command, run by CI after provisioning. The
-/// tests of the network steps must leave the machine's own network alone:
-/// it is read before the first check and compared after the last, whether
-/// the checks passed or not.
+/// tests of the network steps must leave the machine's own network alone,
+/// and those of step 05 no cgroup: both are read before the first check and
+/// compared after the last, whether the checks passed or not.
 fn test_everything(root: &Path) -> Result<()> {
     let network = host_network::Snapshot::take()?;
     for (what, why) in network.unreadable() {
         println!("xtask test: `{what}` is not checked: {why}");
     }
+    let cgroups = host_cgroups::Snapshot::take()?;
     let checks = run_every_check(root);
-    section("the machine's network namespace is as the checks found it");
+    section("the machine's network namespace is as the checks found it, and no cgroup is left");
     let unchanged = host_network::Snapshot::take()
-        .and_then(|after| host_network::ensure_unchanged(&network, &after));
+        .and_then(|after| host_network::ensure_unchanged(&network, &after))
+        .and_then(|()| host_cgroups::Snapshot::take())
+        .and_then(|after| host_cgroups::ensure_none_left(&cgroups, &after));
     match (checks, unchanged) {
         (Ok(verified), Ok(())) => {
             println!("\nxtask test: all checks passed ({verified} acceptance tests verified)");

@@ -97,32 +97,50 @@ impl Limits {
     }
 
     /// `--cpu-shares` as cgroup v2's `cpu.weight` (1 to 10000, default 100),
-    /// mapped as runc maps it: 2 → 1, 1024 → 39, 262144 → 10000.
+    /// mapped as runc (since 1.3.2) and crun (since 1.23) map it: on a log
+    /// scale that keeps the defaults together, 2 → 1, 1024 → 100,
+    /// 262144 → 10000. (The straight line they used before took the
+    /// default 1024 to 39, below every container without the flag.)
     pub fn cpu_weight(&self) -> Option<u64> {
-        self.cpu_shares
-            .map(|shares| 1 + ((shares - 2) * 9999) / 262_142)
+        self.cpu_shares.map(|shares| {
+            let l = (shares as f64).log2();
+            let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
+            // Rounded first, so that 10^2.0000000000000004 is 100, not 101.
+            let weight = (10f64.powf(exponent) * 1e6).round() / 1e6;
+            (weight.ceil() as u64).clamp(1, 10_000)
+        })
     }
 }
 
-/// Parses a size as docker does: bytes, or a number with `b`, `k`, `m` or
-/// `g` (powers of 1024, any case, an optional `b` after the letter):
-/// `512`, `64m`, `1.5g`, `64MB`.
+/// Parses a size as docker does: bytes, or a number with `b`, `k`, `m`,
+/// `g` or `t` (powers of 1024, any case, then an optional `i` and `b`):
+/// `512`, `64m`, `1.5g`, `64MB`, `64MiB`.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let lower = text.trim().to_ascii_lowercase();
     let number_end = lower
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(lower.len());
     let (number, unit) = lower.split_at(number_end);
-    let multiplier: u64 = match unit.strip_suffix('b').unwrap_or(unit) {
+    let letter = unit.strip_suffix('b').unwrap_or(unit);
+    let letter = letter
+        .strip_suffix('i')
+        .filter(|l| !l.is_empty())
+        .unwrap_or(letter);
+    let multiplier: u64 = match letter {
         "" => 1,
         "k" => 1 << 10,
         "m" => 1 << 20,
         "g" => 1 << 30,
-        _ => return Err(format!("{text:?} is not a size: use bytes, or k, m or g")),
+        "t" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a size: use bytes, or k, m, g or t"
+            ))
+        }
     };
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a size: use bytes, or k, m or g"))?;
+        .map_err(|_| format!("{text:?} is not a size: use bytes, or k, m, g or t"))?;
     let bytes = value * multiplier as f64;
     if bytes < 1.0 || bytes >= u64::MAX as f64 {
         return Err(format!("{text:?}: a size must be at least one byte"));
@@ -198,12 +216,14 @@ mod tests {
         assert_eq!(parse_size("64M"), Ok(64 << 20));
         assert_eq!(parse_size("64mb"), Ok(64 << 20));
         assert_eq!(parse_size("1.5g"), Ok(3 << 29));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1t"), Ok(1 << 40));
     }
 
     #[test]
     fn bad_sizes_are_refused() {
         for bad in [
-            "12XB", "", "m", "-1", "-5m", "0", "0m", "1..5m", "64 m", "1t", "1e9",
+            "12XB", "", "m", "-1", "-5m", "0", "0m", "1..5m", "64 m", "1e9", "64i", "1p",
         ] {
             assert!(parse_size(bad).is_err(), "{bad:?} was taken");
         }
@@ -280,12 +300,14 @@ mod tests {
             ..Limits::default()
         };
         assert_eq!(limits.cpu_quota_us(), Some(20_000));
-        assert_eq!(limits.cpu_weight(), Some(39));
+        assert_eq!(limits.cpu_weight(), Some(100), "the defaults meet");
         let bounds = |shares| Limits {
             cpu_shares: Some(shares),
             ..Limits::default()
         };
         assert_eq!(bounds(2).cpu_weight(), Some(1));
+        assert_eq!(bounds(512).cpu_weight(), Some(59));
+        assert_eq!(bounds(2048).cpu_weight(), Some(174));
         assert_eq!(bounds(262_144).cpu_weight(), Some(10_000));
     }
 

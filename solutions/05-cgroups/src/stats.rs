@@ -28,8 +28,10 @@ pub struct Line {
 /// `stats [--no-stream] [CONTAINER...]`.
 pub fn stats(store: &Store, no_stream: bool, wanted: &[String]) -> Result<()> {
     let clear_screen = !no_stream && std::io::stdout().is_terminal();
+    // The containers named on the command line must run at first; one that
+    // ends later is left out of the next tables, and stats ends with the last.
+    let mut containers = containers(store, wanted)?;
     loop {
-        let containers = containers(store, wanted)?;
         let lines = measure(&containers, SAMPLE)?;
         let mut out = std::io::stdout().lock();
         if clear_screen {
@@ -40,6 +42,12 @@ pub fn stats(store: &Store, no_stream: bool, wanted: &[String]) -> Result<()> {
         if no_stream || (!wanted.is_empty() && lines.is_empty()) {
             return Ok(());
         }
+        containers = if wanted.is_empty() {
+            running_with_cgroups(store)?
+        } else {
+            containers.retain(|(state, _)| lines.iter().any(|line| state.id.starts_with(&line.id)));
+            containers
+        };
     }
 }
 
@@ -47,8 +55,7 @@ pub fn stats(store: &Store, no_stream: bool, wanted: &[String]) -> Result<()> {
 /// their cgroups.
 fn containers(store: &Store, wanted: &[String]) -> Result<Vec<(State, Cgroup)>> {
     if wanted.is_empty() {
-        let running = record::running(store)?;
-        return Ok(running.into_iter().map(|(s, r)| (s, r.cgroup)).collect());
+        return running_with_cgroups(store);
     }
     let mut found = Vec::new();
     for name in wanted {
@@ -65,6 +72,11 @@ fn containers(store: &Store, wanted: &[String]) -> Result<Vec<(State, Cgroup)>> 
         found.push((state, record.cgroup));
     }
     Ok(found)
+}
+
+fn running_with_cgroups(store: &Store) -> Result<Vec<(State, Cgroup)>> {
+    let running = record::running(store)?;
+    Ok(running.into_iter().map(|(s, r)| (s, r.cgroup)).collect())
 }
 
 /// Reads every cgroup twice, `interval` apart. A container that ends

@@ -4,7 +4,7 @@
 use crate::cgroup::{self, DEFAULT_PARENT};
 use crate::confine::Confinement;
 use crate::hierarchy::{Layout, Version};
-use crate::limits::{self, human_bytes, Limits};
+use crate::limits::{self, human_bytes, Limits, Swap};
 use crate::record;
 use anyhow::{Context, Result};
 use network::cli::NetworkArgs;
@@ -42,6 +42,7 @@ pub struct LimitArgs {
 
     /// The cgroup the container's cgroup is made in: from the top of the
     /// hierarchy when it starts with /, else below the runtime's own cgroup
+    /// (on cgroup v2 only where that cgroup holds no process)
     #[arg(long, value_name = "PATH", default_value = DEFAULT_PARENT)]
     pub cgroup_parent: String,
 }
@@ -102,9 +103,15 @@ pub fn run(store: &Store, limits: &LimitArgs, network: &NetworkArgs, run: RunArg
 /// The line `run` prints when the kernel killed the container, or some of
 /// its processes, for lack of memory.
 fn out_of_memory(code: i32, oom_kills: u64, limits: &Limits) -> String {
-    let limit = match limits.memory {
-        Some(bytes) => format!("its memory limit of {} (--memory)", human_bytes(bytes)),
-        None => "the memory limit of its cgroup parent".to_string(),
+    let limit = match (limits.memory, limits.memory_swap) {
+        (Some(memory), Some(Swap::Total(total))) if total > memory => format!(
+            "its memory limit of {} (--memory) and {} of swap (--memory-swap {})",
+            human_bytes(memory),
+            human_bytes(total - memory),
+            human_bytes(total)
+        ),
+        (Some(memory), _) => format!("its memory limit of {} (--memory)", human_bytes(memory)),
+        (None, _) => "the memory limit of its cgroup parent".to_string(),
     };
     // SIGKILL is how the OOM killer ends a process: 128 + 9.
     if code == 128 + 9 {

@@ -86,7 +86,8 @@ pub struct CgroupMount {
 /// ```
 pub fn parse_mount(line: &str) -> Option<CgroupMount> {
     // EXERCISE 1: find a cgroup filesystem in a mountinfo line. Hint: split at " - ";
-    // fields 4 and 5 are root and mount point; v1 lists its controllers in super options.
+    // before it, nth(3) is the root and nth(4) the mount point (both through unescape);
+    // after it, the type and the super options, where ALL_V1_CONTROLLERS are the controllers.
     todo!("EXERCISE 1: find a cgroup filesystem in a mountinfo line")
 }
 // ANCHOR_END: parse_mount

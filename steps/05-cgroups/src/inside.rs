@@ -48,7 +48,9 @@ fn mount_v1_hierarchies(cgroup: &Cgroup) -> Result<()> {
 
 /// Mounts a cgroup filesystem, then makes that mount (only that mount, not
 /// the hierarchy everyone shares) read-only: the container reads its
-/// limits and usage, and cannot change them.
+/// limits and usage there, and cannot change them through it. A guard
+/// rail, not yet a wall: the container's root still has CAP_SYS_ADMIN and
+/// could mount the hierarchy again, writable; step 06 drops it.
 fn mount_read_only(source: &str, point: &Path, fstype: &str, options: Option<&str>) -> Result<()> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(Some(source), point, Some(fstype), flags, options).with_context(|| {

@@ -26,7 +26,8 @@ use step_05_cgroups::{record, stats};
     --cgroup-parent says otherwise, removed when it ends. Inside, /proc/self/cgroup\n\
     shows / and /sys/fs/cgroup is the container's own cgroup, read-only.\n\
     Run it in a network namespace of your own while you experiment (ip netns add lab;\n\
-    ip netns exec lab ...), or with --network none: containers get a network by default.\n\n\
+    nsenter --net=/run/netns/lab ...; not `ip netns exec`, which mounts a /sys without\n\
+    the cgroups), or with --network none: containers get a network by default.\n\n\
     Exit status: CMD's own, 128+N if a signal N killed it (137 for SIGKILL, also the\n\
     kernel's OOM killer), 126 if CMD is not executable, 127 if it is not found in the\n\
     image, 125 for an error of the runtime itself. Needs root."
@@ -81,9 +82,10 @@ fn main() {
     let cli: Cli = parse_or_exit();
     let store = open_store_or_exit(&cli.root);
     // A runtime killed with SIGKILL could not remove its container's
-    // cgroup: whichever command comes next does.
+    // cgroup: whichever command comes next does. One it cannot remove is
+    // no reason to refuse this command.
     if let Err(error) = record::reclaim_stale(&store) {
-        exit_with(Err(error));
+        pid::cli::report(&format!("warning: {error:#}"));
     }
     let result = match cli.command {
         Command::Run(command) => {

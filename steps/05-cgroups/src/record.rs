@@ -5,7 +5,7 @@
 
 use crate::cgroup::Cgroup;
 use crate::limits::Limits;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use overlay::container::{self, State};
 use overlay::store::{self, Store};
 use serde::{Deserialize, Serialize};
@@ -47,22 +47,48 @@ pub fn read(store: &Store, id: &str) -> Result<Option<Record>> {
 }
 
 /// Removes the cgroups of containers that are not running: what a runtime
-/// killed with SIGKILL left.
+/// killed with SIGKILL left. Under the store's lock, so that two commands
+/// do not freeze, kill and remove the same cgroup at once.
 pub fn reclaim_stale(store: &Store) -> Result<()> {
+    let stale: Vec<(State, Record)> = stopped_with_cgroup(store)?;
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let _lock = store.lock()?;
+    for (state, record) in stale {
+        let named_by_id = record
+            .cgroup
+            .dirs
+            .iter()
+            .all(|dir| dir.path.file_name().is_some_and(|name| *name == *state.id));
+        if !named_by_id {
+            bail!(
+                "the cgroup record of container {} names directories that are not its own",
+                state.name
+            );
+        }
+        record
+            .cgroup
+            .kill_and_remove()
+            .with_context(|| format!("removing the cgroup of container {}", state.name))?;
+    }
+    Ok(())
+}
+
+/// The containers that do not run and whose cgroup is still there.
+fn stopped_with_cgroup(store: &Store) -> Result<Vec<(State, Record)>> {
+    let mut found = Vec::new();
     for state in container::list(store)? {
         if container::is_running(&state) {
             continue;
         }
         if let Some(record) = read(store, &state.id)? {
             if record.cgroup.exists() {
-                record
-                    .cgroup
-                    .kill_and_remove()
-                    .with_context(|| format!("removing the cgroup of container {}", state.name))?;
+                found.push((state, record));
             }
         }
     }
-    Ok(())
+    Ok(found)
 }
 
 /// The running containers that have a cgroup, with it.

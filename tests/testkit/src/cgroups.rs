@@ -16,6 +16,9 @@ use std::time::Duration;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Processes a test's containers may have together.
+const SAFETY_PIDS_MAX: &str = "500";
+
 /// The v1 controllers step 05 uses, each with its hierarchy.
 const V1_CONTROLLERS: [&str; 5] = ["memory", "pids", "cpu", "cpuacct", "freezer"];
 
@@ -44,7 +47,7 @@ impl TestCgroup {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let v1 = v1_hierarchies();
-        if v1.is_empty() {
+        let cgroup = if v1.is_empty() {
             let own = own_cgroup("").unwrap_or_else(|| "/".into());
             TestCgroup {
                 name,
@@ -61,7 +64,34 @@ impl TestCgroup {
                 v2: false,
                 mounts: v1,
             }
+        };
+        cgroup.make_with_a_safety_limit();
+        cgroup
+    }
+
+    /// Makes the parent, with a `pids.max` of its own: a test whose
+    /// container is not in its cgroup (a wrong exercise) must not let a
+    /// fork bomb reach the machine's limits.
+    fn make_with_a_safety_limit(&self) {
+        for dir in self.dirs() {
+            std::fs::create_dir_all(&dir)
+                .unwrap_or_else(|e| panic!("creating the test's cgroup {}: {e}", dir.display()));
+            let pids_max = dir.join("pids.max");
+            if pids_max.exists() {
+                std::fs::write(&pids_max, SAFETY_PIDS_MAX)
+                    .unwrap_or_else(|e| panic!("writing {}: {e}", pids_max.display()));
+            }
         }
+    }
+
+    /// The parent's directory in the hierarchy of `controller` (v1), or
+    /// the unified one (v2).
+    pub fn dir_of(&self, controller: &str) -> Option<PathBuf> {
+        self.mounts
+            .iter()
+            .zip(self.dirs())
+            .find(|(mount, _)| self.v2 || mount.controllers.split(',').any(|c| c == controller))
+            .map(|(_, dir)| dir)
     }
 
     /// Whether this machine has cgroup v2 only (else v1, or hybrid).

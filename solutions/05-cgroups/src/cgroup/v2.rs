@@ -6,11 +6,10 @@
 //! enables controllers for its children may hold no process itself, so
 //! processes live in the leaves.
 
-use super::{keyed_value, processes, read, read_number, write, LimitFile, Usage};
+use super::{keyed_value, kill_each, read, read_number, write, LimitFile, Usage};
 use crate::hierarchy::{is_mount_root, Hierarchy, V2_CONTROLLERS};
 use crate::limits::{Limits, CPU_PERIOD_US};
 use anyhow::{bail, Context, Result};
-use nix::sys::signal::{kill, Signal};
 use std::path::Path;
 
 /// Makes the cgroup `dir`: its parents where missing, each with tara's
@@ -29,36 +28,35 @@ pub fn create(hierarchy: &Hierarchy, dir: &Path) -> Result<()> {
     std::fs::create_dir(dir).with_context(|| format!("mkdir {}", dir.display()))
 }
 
-/// Writes `+memory +pids +cpu` (those not enabled yet, among those the
-/// cgroup has) to `cgroup.subtree_control`.
+/// Writes `+memory`, `+pids`, `+cpu` (those not enabled yet, among those
+/// the cgroup has) to `cgroup.subtree_control`, one at a time, so that an
+/// error names the controller.
 fn enable_controllers(hierarchy: &Hierarchy, dir: &Path) -> Result<()> {
     let available = read(&dir.join("cgroup.controllers"))?;
     let enabled = read(&dir.join("cgroup.subtree_control"))?;
-    let missing: Vec<String> = V2_CONTROLLERS
+    let missing = V2_CONTROLLERS
         .iter()
         .filter(|name| available.split(' ').any(|c| c == **name))
-        .filter(|name| !enabled.split(' ').any(|c| c == **name))
-        .map(|name| format!("+{name}"))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
+        .filter(|name| !enabled.split(' ').any(|c| c == **name));
     let control = dir.join("cgroup.subtree_control");
-    match std::fs::write(&control, missing.join(" ")) {
-        Err(error)
-            if error.raw_os_error() == Some(libc_ebusy()) && !is_mount_root(hierarchy, dir) =>
-        {
-            bail!(
-                "cannot enable {} in {}: it holds processes, and cgroup v2 lets only a cgroup \
-                 without processes share controllers with its children (\"no internal \
-                 processes\"); choose a --cgroup-parent elsewhere, e.g. /tara",
-                missing.join(" "),
-                dir.display()
-            )
+    for name in missing {
+        match std::fs::write(&control, format!("+{name}")) {
+            Err(error)
+                if error.raw_os_error() == Some(libc_ebusy()) && !is_mount_root(hierarchy, dir) =>
+            {
+                bail!(
+                    "cannot enable {name} in {}: it holds processes, and cgroup v2 lets only a \
+                     cgroup without processes share controllers with its children (\"no \
+                     internal processes\"); choose a --cgroup-parent elsewhere, e.g. /tara",
+                    dir.display()
+                )
+            }
+            result => {
+                result.with_context(|| format!("writing \"+{name}\" to {}", control.display()))?
+            }
         }
-        result => result
-            .with_context(|| format!("writing {:?} to {}", missing.join(" "), control.display())),
     }
+    Ok(())
 }
 
 fn libc_ebusy() -> i32 {
@@ -69,7 +67,8 @@ fn libc_ebusy() -> i32 {
 /// The v2 files for `limits`.
 pub fn limit_files(limits: &Limits) -> Vec<LimitFile> {
     // EXERCISE 2: the limits as cgroup v2 files. Hint: memory.max, memory.swap.max
-    // (swap only, or "max"), pids.max, cpu.max ("QUOTA PERIOD"), cpu.weight.
+    // (limits.swap_only(), or "max"), pids.max, cpu.max ("{cpu_quota_us} {CPU_PERIOD_US}"),
+    // cpu.weight (limits.cpu_weight()); LimitFile::new(controller, file, value).
     // SOLUTION-BEGIN
     let mut files = Vec::new();
     if let Some(memory) = limits.memory {
@@ -118,15 +117,12 @@ pub fn oom_kills(dir: &Path) -> Result<u64> {
 /// process is killed by its PID.
 pub fn kill_all(dir: &Path) -> Result<()> {
     let kill_file = dir.join("cgroup.kill");
-    if !dir.exists() {
-        return Ok(());
+    if !kill_file.exists() {
+        return kill_each(dir);
     }
-    if kill_file.exists() {
-        return write(&kill_file, "1");
+    match write(&kill_file, "1") {
+        // Removed meanwhile (by another command): nothing is left to kill.
+        Err(_) if !dir.exists() => Ok(()),
+        written => written,
     }
-    for pid in processes(dir)? {
-        // Gone already is fine: it was on its way out.
-        let _ = kill(pid, Signal::SIGKILL);
-    }
-    Ok(())
 }

@@ -172,6 +172,9 @@ impl Cgroup {
     // ANCHOR: join
     /// Moves the process `pid` (all its threads) into the cgroup: from now
     /// on, what it and its children use is counted and limited here.
+    /// (Exercise 4 comes after exercise 3, `kill_and_remove` below: with
+    /// removal solved first, a failed start already leaves nothing, and
+    /// one more test turns green before this one.)
     pub fn join(&self, pid: Pid) -> Result<()> {
         // EXERCISE 4: move the child into the cgroup. Hint: write its PID to cgroup.procs
         // in every directory of the cgroup (v1 has one per hierarchy).
@@ -206,11 +209,13 @@ impl Cgroup {
     }
 
     // ANCHOR: kill_and_remove
-    /// Ends every process left in the cgroup and removes it. A cgroup that
-    /// is gone already (removed by another command) is not an error.
+    /// Ends every process left in the cgroup and removes it, with any cgroup
+    /// the container made below it. A cgroup that is gone already (removed
+    /// by another command) is not an error.
     pub fn kill_and_remove(&self) -> Result<()> {
         // EXERCISE 3: kill what is left, wait until the cgroup is empty, then remove it.
-        // Hint: kill_all, wait_until_empty, and rmdir (remove_dir) each directory.
+        // Hint: return early unless exists(); kill_all; wait_until_empty; then rmdir
+        // (remove_dir) every cgroup of each dir's subtree(), NotFound being fine.
         todo!("EXERCISE 3: kill what is left, wait until the cgroup is empty, then remove it")
     }
     // ANCHOR_END: kill_and_remove
@@ -224,14 +229,16 @@ impl Cgroup {
         }
     }
 
-    /// Waits until no process is left in any directory of the cgroup.
+    /// Waits until no process is left in the cgroup, nor below it.
     pub fn wait_until_empty(&self) -> Result<()> {
         let start = Instant::now();
         loop {
             let mut busy = Vec::new();
-            for dir in self.dirs.iter().filter(|dir| dir.path.exists()) {
-                if !processes(&dir.path)?.is_empty() {
-                    busy.push(dir.path.display().to_string());
+            for dir in &self.dirs {
+                for cgroup in subtree(&dir.path) {
+                    if !processes(&cgroup)?.is_empty() {
+                        busy.push(cgroup.display().to_string());
+                    }
                 }
             }
             if busy.is_empty() {
@@ -267,6 +274,33 @@ impl Cgroup {
 
 fn is_swap_file(name: &str) -> bool {
     name.contains("swap") || name.contains("memsw")
+}
+
+/// `dir` and every cgroup below it, the deepest first (none when `dir` is
+/// gone): a container may make cgroups of its own inside its cgroup.
+pub fn subtree(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            found.extend(subtree(&entry.path()));
+        }
+    }
+    found.push(dir.to_path_buf());
+    found
+}
+
+/// Sends SIGKILL to every process in `dir` and below it. A process gone
+/// already is fine: it was on its way out.
+pub fn kill_each(dir: &Path) -> Result<()> {
+    for cgroup in subtree(dir) {
+        for pid in processes(&cgroup)? {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    Ok(())
 }
 
 /// The PIDs in a cgroup directory's `cgroup.procs` (empty when it is gone).

@@ -3,10 +3,9 @@
 //! `pids/tara/<id>`, `cpu,cpuacct/tara/<id>`, `freezer/tara/<id>`. No
 //! controllers to enable, no rule against processes in inner cgroups.
 
-use super::{keyed_value, processes, read, read_number, write, CgroupDir, LimitFile, Usage};
+use super::{keyed_value, kill_each, read, read_number, write, CgroupDir, LimitFile, Usage};
 use crate::limits::{Limits, CPU_PERIOD_US};
 use anyhow::{bail, Context, Result};
-use nix::sys::signal::{kill, Signal};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -76,17 +75,21 @@ pub fn kill_all(dirs: &[CgroupDir]) -> Result<()> {
         .find(|dir| dir.controllers.iter().any(|c| c == "freezer"))
         .filter(|dir| dir.path.exists());
     let Some(freezer) = freezer else {
-        for dir in dirs.iter().filter(|dir| dir.path.exists()) {
+        for dir in dirs {
             kill_each(&dir.path)?;
         }
         return Ok(());
     };
+    // Freezing a cgroup freezes the cgroups below it too.
     let state = freezer.path.join("freezer.state");
-    write(&state, "FROZEN")?;
-    let frozen = wait_until_frozen(&state);
+    let frozen = write(&state, "FROZEN").and_then(|()| wait_until_frozen(&state));
     let killed = kill_each(&freezer.path);
-    write(&state, "THAWED")?;
-    frozen.and(killed)
+    let thawed = write(&state, "THAWED");
+    // Removed meanwhile (by another command): nothing is left to kill.
+    if !freezer.path.exists() {
+        return Ok(());
+    }
+    frozen.and(killed).and(thawed)
 }
 
 fn wait_until_frozen(state: &Path) -> Result<()> {
@@ -96,14 +99,6 @@ fn wait_until_frozen(state: &Path) -> Result<()> {
             bail!("{} did not reach FROZEN", state.display());
         }
         std::thread::sleep(Duration::from_millis(1));
-    }
-    Ok(())
-}
-
-fn kill_each(dir: &Path) -> Result<()> {
-    for pid in processes(dir)? {
-        // Gone already is fine: it was on its way out.
-        let _ = kill(pid, Signal::SIGKILL);
     }
     Ok(())
 }
