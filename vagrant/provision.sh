@@ -31,6 +31,9 @@ readonly APT_PACKAGES=(
   build-essential pkg-config git curl ca-certificates busybox-static
   iproute2 iptables procps psmisc util-linux sudo shellcheck python3
   umoci skopeo
+  # cargo xtask bench: the timer, the real runtimes and CNI's plugins it
+  # compares the steps with, and GNU time for the peak memory.
+  hyperfine crun runc containernetworking-plugins time
 )
 readonly REQUIRED_CGROUP_CONTROLLERS=(memory pids cpu)
 # Where this script lies: vagrant/ in the repository, or /tmp when Vagrant

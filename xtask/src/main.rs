@@ -1,5 +1,6 @@
 //! Maintainer and instructor tooling: `cargo xtask --help`.
 
+mod bench;
 mod book;
 mod docs;
 mod host_cgroups;
@@ -76,10 +77,25 @@ enum Task {
         #[arg(long, default_value = "127.0.0.1:3001")]
         address: String,
     },
+    /// Measure each step's `run` against the floor (unshare) and the real
+    /// runtimes crun and runc, side by side, with hyperfine; needs root
+    /// (runs itself again with sudo)
+    Bench {
+        /// Few runs of every row (debug builds): a check that the bench
+        /// works, not numbers to publish
+        #[arg(long)]
+        quick: bool,
+        /// Also write the book's page book/src/benchmarks.md and its chart
+        #[arg(long)]
+        book: bool,
+        /// Only these steps (for example 04 or 05-cgroups); all by default
+        #[arg(value_name = "STEP")]
+        only: Vec<String>,
+    },
     /// Everything CI checks: fmt, clippy, scripts, steps --check, tests,
-    /// verify, kernel-test, book; and that the machine's own network
-    /// namespace (interfaces, addresses, routes, iptables and nft rules,
-    /// forwarding sysctls) is the same after them as before
+    /// verify, kernel-test, bench --quick, book; and that the machine's
+    /// own network namespace (interfaces, addresses, routes, iptables and
+    /// nft rules, forwarding sysctls) is the same after them as before
     Test,
 }
 
@@ -94,6 +110,9 @@ fn main() {
         Task::Vm { cargo_args } => vm::run(&root, &cargo_args).map(|code| std::process::exit(code)),
         Task::KernelTest { kernel, raw, only } => kernel::run(&root, &kernel, raw, &only),
         Task::Docs { no_serve, address } => docs::run(&root, !no_serve, &address),
+        Task::Bench { quick, book, only } => {
+            bench::run(&root, &bench::Options { quick, book, only })
+        }
         Task::Test => test_everything(&root),
     };
     if let Err(error) = result {
@@ -158,6 +177,14 @@ fn run_every_check(root: &Path) -> Result<usize> {
     let verified = verify::run(root, &[])?;
     section("kernel-test: the tests on Debian's 6.1 and 6.12 kernels, cgroup v2 only (qemu)");
     kernel::run(root, "all", false, &[])?;
+    section("bench --quick: every row of the benchmarks runs");
+    bench::run(
+        root,
+        &bench::Options {
+            quick: true,
+            ..bench::Options::default()
+        },
+    )?;
     section("book");
     book::build(root)?;
     Ok(verified)
