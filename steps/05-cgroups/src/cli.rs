@@ -18,7 +18,7 @@ use std::path::PathBuf;
 /// here, so that a bad one is reported on one line, as every other error.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LimitArgs {
-    /// Memory limit: bytes, or a number with b, k, m or g (e.g. 64m)
+    /// Memory limit: bytes, or a number with b, k, m, g or t (e.g. 64m)
     #[arg(short = 'm', long, value_name = "SIZE", allow_hyphen_values = true)]
     pub memory: Option<String>,
 
@@ -42,7 +42,7 @@ pub struct LimitArgs {
 
     /// The cgroup the container's cgroup is made in: from the top of the
     /// hierarchy when it starts with /, else below the runtime's own cgroup
-    /// (on cgroup v2 only where that cgroup holds no process)
+    /// (on cgroup v2 only when the runtime runs in the root cgroup)
     #[arg(long, value_name = "PATH", default_value = DEFAULT_PARENT)]
     pub cgroup_parent: String,
 }
