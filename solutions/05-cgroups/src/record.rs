@@ -77,28 +77,26 @@ pub fn reclaim_stale(store: &Store) -> Result<()> {
 
 /// The containers that do not run and whose cgroup is still there.
 fn stopped_with_cgroup(store: &Store) -> Result<Vec<(State, Record)>> {
-    let mut found = Vec::new();
-    for state in container::list(store)? {
-        if container::is_running(&state) {
-            continue;
-        }
-        if let Some(record) = read(store, &state.id)? {
-            if record.cgroup.exists() {
-                found.push((state, record));
-            }
-        }
-    }
-    Ok(found)
+    let mut stopped = with_records(store, false)?;
+    stopped.retain(|(_, record)| record.cgroup.exists());
+    Ok(stopped)
 }
 
 /// The running containers that have a cgroup, with it.
 pub fn running(store: &Store) -> Result<Vec<(State, Record)>> {
+    with_records(store, true)
+}
+
+/// The containers that run (or do not), with their records; those made
+/// without one (by step 03 or 04) are left out.
+fn with_records(store: &Store, running: bool) -> Result<Vec<(State, Record)>> {
     let mut found = Vec::new();
     for state in container::list(store)? {
-        if container::is_running(&state) {
-            if let Some(record) = read(store, &state.id)? {
-                found.push((state, record));
-            }
+        if container::is_running(&state) != running {
+            continue;
+        }
+        if let Some(record) = read(store, &state.id)? {
+            found.push((state, record));
         }
     }
     Ok(found)

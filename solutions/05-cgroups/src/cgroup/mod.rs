@@ -365,26 +365,22 @@ pub fn read_number(path: &Path) -> Result<u64> {
 /// The value of `key` in a flat keyed file such as `memory.stat` or
 /// `memory.events` (lines `key value`).
 pub fn keyed_value(path: &Path, key: &str) -> Result<u64> {
-    let text = read(path)?;
-    text.lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(' ')?;
-            (name == key).then(|| value.trim().parse().ok()).flatten()
-        })
-        .with_context(|| format!("no {key} in {}", path.display()))
+    value_after(path, key, ' ')
 }
 
 /// The machine's memory, the limit `stats` shows for an unlimited cgroup
 /// (as docker does).
 pub fn machine_memory() -> Result<u64> {
-    keyed_value_colon(Path::new("/proc/meminfo"), "MemTotal").map(|kib| kib * 1024)
+    value_after(Path::new("/proc/meminfo"), "MemTotal", ':').map(|kib| kib * 1024)
 }
 
-fn keyed_value_colon(path: &Path, key: &str) -> Result<u64> {
+/// The first number after `key` and `separator` on a line of `path`
+/// (`oom_kill 1`, `MemTotal:  24684112 kB`).
+fn value_after(path: &Path, key: &str, separator: char) -> Result<u64> {
     let text = read(path)?;
     text.lines()
         .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
+            let (name, value) = line.split_once(separator)?;
             let number = value.split_whitespace().next()?;
             (name == key).then(|| number.parse().ok()).flatten()
         })
