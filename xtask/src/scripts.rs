@@ -1,8 +1,19 @@
-//! `cargo xtask scripts`: shellcheck every shell script, validate the Vagrantfile.
+//! `cargo xtask scripts`: shellcheck every shell script, validate the
+//! Vagrantfile, lint the GitHub workflows with actionlint (which also
+//! shellchecks their `run:` scripts) and check `.gitlab-ci.yml` against
+//! GitLab's schema with check-jsonschema.
+//!
+//! shellcheck is required everywhere. vagrant, actionlint and
+//! check-jsonschema are required in CI, where `vagrant/provision.sh --ci`
+//! installs them; elsewhere a missing one is reported as NOT CHECKED.
 
 use anyhow::{bail, Context, Result};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// How to get the linters that CI requires.
+const INSTALL_HINT: &str = "install with sudo bash vagrant/provision.sh --ci";
 
 pub fn check(root: &Path) -> Result<()> {
     let scripts = shell_scripts(root)?;
@@ -15,7 +26,9 @@ pub fn check(root: &Path) -> Result<()> {
         bail!("shellcheck found problems");
     }
     println!("shellcheck: {} scripts clean", scripts.len());
-    validate_vagrantfile(root)
+    validate_vagrantfile(root)?;
+    lint_workflows(root)?;
+    check_gitlab_ci(root)
 }
 
 /// `vagrant validate` needs no provider with --ignore-provider. CI always
@@ -29,12 +42,96 @@ fn validate_vagrantfile(root: &Path) -> Result<()> {
     match run {
         Ok(status) if status.success() => Ok(()),
         Ok(status) => bail!("vagrant validate failed ({status})"),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound && !in_ci() => {
+        Err(error) if error.kind() == ErrorKind::NotFound && !in_ci() => {
             println!("NOT CHECKED: vagrant validate (vagrant is not installed here; CI runs it)");
             Ok(())
         }
         Err(error) => Err(error).context("running vagrant validate"),
     }
+}
+
+/// actionlint on every workflow in .github/workflows. It runs shellcheck on
+/// the `run:` scripts too, since shellcheck is on the PATH (see `check`).
+fn lint_workflows(root: &Path) -> Result<()> {
+    let workflows = workflow_files(root)?;
+    if workflows.is_empty() {
+        println!("actionlint: no workflow in .github/workflows");
+        return Ok(());
+    }
+    let mut command = Command::new("actionlint");
+    command.arg("-no-color").args(&workflows);
+    let names: Vec<String> = workflows
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect();
+    if run_linter(root, "actionlint", command)? {
+        println!("actionlint: {} clean", names.join(", "));
+    }
+    Ok(())
+}
+
+/// `.gitlab-ci.yml` against the GitLab CI schema that check-jsonschema
+/// ships (no download).
+fn check_gitlab_ci(root: &Path) -> Result<()> {
+    let file = ".gitlab-ci.yml";
+    if !root.join(file).is_file() {
+        println!("check-jsonschema: no {file}");
+        return Ok(());
+    }
+    let mut command = Command::new("check-jsonschema");
+    // Not --quiet: it hides the errors too.
+    command.args([
+        "--color",
+        "never",
+        "--builtin-schema",
+        "vendor.gitlab-ci",
+        file,
+    ]);
+    if run_linter(root, "check-jsonschema", command)? {
+        println!("check-jsonschema: {file} matches the GitLab CI schema");
+    }
+    Ok(())
+}
+
+/// Runs a linter from `root`: true when it passed, false when it is not
+/// installed outside CI (after a NOT CHECKED notice), an error when it
+/// found problems or, in CI, is missing.
+fn run_linter(root: &Path, program: &str, mut command: Command) -> Result<bool> {
+    match command.current_dir(root).status() {
+        Ok(status) if status.success() => Ok(true),
+        Ok(status) => bail!("{program} found problems ({status})"),
+        Err(error) if error.kind() == ErrorKind::NotFound && !in_ci() => {
+            println!("NOT CHECKED: {program} ({program} is not installed here; {INSTALL_HINT})");
+            Ok(false)
+        }
+        Err(error) => Err(error).with_context(|| format!("running {program} ({INSTALL_HINT})")),
+    }
+}
+
+/// The workflow files in .github/workflows, relative to `root`, sorted.
+fn workflow_files(root: &Path) -> Result<Vec<PathBuf>> {
+    let dir = Path::new(".github").join("workflows");
+    let entries = match std::fs::read_dir(root.join(&dir)) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        let name = PathBuf::from(entry.file_name());
+        if is_workflow_file(&name) && entry.path().is_file() {
+            files.push(dir.join(name));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// GitHub reads workflows from `*.yml` and `*.yaml` files.
+fn is_workflow_file(name: &Path) -> bool {
+    name.extension()
+        .is_some_and(|ext| ext == "yml" || ext == "yaml")
 }
 
 fn in_ci() -> bool {
@@ -102,5 +199,22 @@ mod tests {
         assert!(is_shell_shebang("#!/bin/bash -e"));
         assert!(!is_shell_shebang("#!/usr/bin/env python3"));
         assert!(!is_shell_shebang("# just a comment"));
+    }
+
+    #[test]
+    fn workflow_files_are_yaml_files() {
+        assert!(is_workflow_file(Path::new("grade.yml")));
+        assert!(is_workflow_file(Path::new("release.yaml")));
+        assert!(!is_workflow_file(Path::new("README.md")));
+        assert!(!is_workflow_file(Path::new("yml")));
+    }
+
+    #[test]
+    fn this_repository_has_its_grading_workflow() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask/ is in the workspace");
+        let workflows = workflow_files(root).expect("listing .github/workflows");
+        assert!(workflows.contains(&Path::new(".github/workflows").join("grade.yml")));
     }
 }

@@ -4,30 +4,11 @@
 //! one test; and solving the exercises in order turns more tests green at
 //! every exercise, so that a student sees progress.
 
+use crate::libtest::{Outcome, TestRun};
 use crate::steps::{self, Blanks};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// How one test ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Passed,
-    Failed,
-    Ignored,
-    Missing,
-}
-
-impl Outcome {
-    fn label(self) -> &'static str {
-        match self {
-            Outcome::Passed => "passes",
-            Outcome::Failed => "fails",
-            Outcome::Ignored => "ignored",
-            Outcome::Missing => "missing",
-        }
-    }
-}
 
 /// The `NN-topic` directories below `dir`, in order.
 pub fn step_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -74,8 +55,10 @@ pub fn run(root: &Path, only: &[String]) -> Result<usize> {
     for step in select_steps(&root.join("steps"), only)? {
         check_starter_unit_tests(root, &format!("step-{step}"))?;
         let solution = acceptance_outcomes(root, &format!("solution-{step}"), None)?;
-        let starter = acceptance_outcomes(root, &format!("step-{step}"), None)?;
-        bad += print_table(&step, &solution, &starter);
+        let starter_run = acceptance_run(root, &format!("step-{step}"), None)?;
+        let starter = &starter_run.outcomes;
+        bad += print_table(&step, &solution, starter);
+        bad += check_failures_name_an_exercise(&starter_run);
         let exercises = steps::exercises(root, &step)?;
         let scratch = ScratchWorkspace::create(root)?;
         bad += check_each_exercise_is_tested(&scratch, &step, &exercises, &solution)?;
@@ -139,6 +122,40 @@ fn print_table(
         bad += 1;
     }
     bad
+}
+
+/// A student who runs the tests of a fresh starter must learn which
+/// exercise to solve, not only that "the container exited with 125": every
+/// acceptance test that fails on the starter must name an exercise
+/// (`EXERCISE N: title`) in its output. Returns how many do not.
+fn check_failures_name_an_exercise(starter: &TestRun) -> usize {
+    let silent: Vec<&String> = starter
+        .outcomes
+        .iter()
+        .filter(|(name, outcome)| {
+            **outcome == Outcome::Failed
+                && !starter
+                    .output
+                    .get(*name)
+                    .is_some_and(|output| names_an_exercise(output))
+        })
+        .map(|(name, _)| name)
+        .collect();
+    for name in &silent {
+        println!(
+            "  {name}: BAD: its failure on the starter names no exercise; it said:\n    {}",
+            starter.why(name).replace('\n', "\n    ")
+        );
+    }
+    silent.len()
+}
+
+/// `EXERCISE 3: ...`, as the starter's todo!() and testkit's messages say.
+fn names_an_exercise(output: &str) -> bool {
+    output.split("EXERCISE ").skip(1).any(|rest| {
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        digits > 0 && rest[digits..].starts_with(':')
+    })
 }
 
 /// "Fails on the starter" proves little on its own: the first blank may
@@ -283,7 +300,7 @@ impl ScratchWorkspace {
 }
 
 /// Copies a file, or a directory without its `target/` folders.
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     if from.is_dir() {
         std::fs::create_dir_all(to)?;
         for entry in std::fs::read_dir(from)? {
@@ -318,13 +335,18 @@ fn check_starter_unit_tests(root: &Path, package: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs the acceptance tests of `package` and parses libtest's lines
-/// `test NAME ... ok|FAILED|ignored`.
+/// Runs the acceptance tests of `package`: how each ended.
 fn acceptance_outcomes(
     root: &Path,
     package: &str,
     target: Option<&Path>,
 ) -> Result<BTreeMap<String, Outcome>> {
+    Ok(acceptance_run(root, package, target)?.outcomes)
+}
+
+/// Runs the acceptance tests of `package`: how each ended, and what the
+/// failing ones printed.
+fn acceptance_run(root: &Path, package: &str, target: Option<&Path>) -> Result<TestRun> {
     let mut command = crate::cargo_command(root);
     if let Some(target) = target {
         command.env("CARGO_TARGET_DIR", target);
@@ -341,49 +363,19 @@ fn acceptance_outcomes(
         .env("INSTA_UPDATE", "no")
         .output()
         .with_context(|| format!("running the acceptance tests of {package}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let outcomes = parse_outcomes(&stdout);
-    if outcomes.is_empty() {
+    let run = TestRun::parse(&String::from_utf8_lossy(&output.stdout));
+    if run.outcomes.is_empty() {
         bail!(
             "no test ran for {package}; cargo said:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    Ok(outcomes)
-}
-
-fn parse_outcomes(stdout: &str) -> BTreeMap<String, Outcome> {
-    stdout
-        .lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("test ")?;
-            let (name, result) = rest.split_once(" ... ")?;
-            let outcome = match result.trim() {
-                "ok" => Outcome::Passed,
-                "FAILED" => Outcome::Failed,
-                result if result.starts_with("ignored") => Outcome::Ignored,
-                _ => return None,
-            };
-            Some((name.to_string(), outcome))
-        })
-        .collect()
+    Ok(run)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn libtest_lines_are_parsed() {
-        let outcomes = parse_outcomes(
-            "running 3 tests\ntest a ... ok\ntest b ... FAILED\ntest c ... ignored, slow\n\
-             test result: FAILED. 1 passed; 1 failed\n",
-        );
-        assert_eq!(outcomes["a"], Outcome::Passed);
-        assert_eq!(outcomes["b"], Outcome::Failed);
-        assert_eq!(outcomes["c"], Outcome::Ignored);
-        assert_eq!(outcomes.len(), 3);
-    }
 
     #[test]
     fn steps_are_chosen_by_prefix() {
@@ -409,6 +401,19 @@ mod tests {
         assert_eq!(stalled_exercises(&[0, 0, 0, 12]), [0, 1, 2]);
         // Exercise 3 adds nothing; exercise 4 makes one test fail again.
         assert_eq!(stalled_exercises(&[1, 2, 2, 1, 5]), [2, 3]);
+    }
+
+    #[test]
+    fn a_failure_must_name_an_exercise() {
+        assert!(names_an_exercise("needs EXERCISE 2: add, which is"));
+        assert!(!names_an_exercise("the container exited with 125"));
+        assert!(!names_an_exercise("EXERCISE of patience"));
+        let run = TestRun::parse(
+            "test a ... FAILED\ntest b ... FAILED\ntest c ... ok\nfailures:\n\
+             ---- a stdout ----\nnot yet implemented: EXERCISE 1: x\n\
+             ---- b stdout ----\nexited with 125\nfailures:\n",
+        );
+        assert_eq!(check_failures_name_an_exercise(&run), 1);
     }
 
     #[test]
