@@ -264,12 +264,16 @@ impl KernelTest<'_> {
         let boot = self.boot(*accel, script, marker, results)?;
         let silent =
             matches!(&boot.ending, Ending::TimedOut(what) if what.contains(qemu::INIT_STARTED));
-        if *accel == Accel::Kvm && silent {
-            println!(
-                "kernel-test: KVM did not start the guest within {:?}: using emulation (TCG) \
-                 from now on",
-                KVM_DEADLINES.init
-            );
+        // qemu may also give up at once: a /dev/kvm that opens but refuses
+        // the CPU's registers ("failed to set MSR") makes it abort.
+        let died_booting = matches!(boot.ending, Ending::Exited(_)) && boot.boot_time.is_none();
+        if *accel == Accel::Kvm && (silent || died_booting) {
+            let why = if silent {
+                format!("did not start the guest within {:?}", KVM_DEADLINES.init)
+            } else {
+                "stopped qemu before the guest booted (see qemu.log)".to_string()
+            };
+            println!("kernel-test: KVM {why}: using emulation (TCG) from now on");
             let note = self.cache.join("kvm-unusable");
             std::fs::write(&note, host_release())
                 .with_context(|| format!("writing {}", note.display()))?;

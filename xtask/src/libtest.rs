@@ -67,10 +67,14 @@ impl TestRun {
     }
 }
 
-/// The lines `test NAME ... ok|FAILED|ignored`.
+/// The lines `test NAME ... ok|FAILED|ignored`, before the failures'
+/// output: what the tests printed comes after, and must not count. A test
+/// reported twice (something else printed such a line) counts as failed.
 fn parse_outcomes(stdout: &str) -> BTreeMap<String, Outcome> {
-    stdout
+    let mut outcomes = BTreeMap::new();
+    let results = stdout
         .lines()
+        .take_while(|line| *line != "failures:" && !line.starts_with("---- "))
         .filter_map(|line| {
             let rest = line.strip_prefix("test ")?;
             let (name, result) = rest.split_once(" ... ")?;
@@ -81,8 +85,13 @@ fn parse_outcomes(stdout: &str) -> BTreeMap<String, Outcome> {
                 _ => return None,
             };
             Some((name.to_string(), outcome))
-        })
-        .collect()
+        });
+    for (name, outcome) in results {
+        if outcomes.insert(name.clone(), outcome).is_some() {
+            outcomes.insert(name, Outcome::Failed);
+        }
+    }
+    outcomes
 }
 
 /// The `---- NAME stdout ----` sections of the failures, by test name.
@@ -119,7 +128,11 @@ fn panic_message(test: &str, output: &str) -> Option<String> {
         .skip_while(|line| !(line.starts_with(&header) && line.contains(" panicked at ")));
     lines.next()?;
     let message: Vec<&str> = lines
-        .take_while(|line| !line.starts_with("note: run with") && *line != "stack backtrace:")
+        .take_while(|line| {
+            !line.starts_with("note: run with")
+                && *line != "stack backtrace:"
+                && !line.starts_with("thread '")
+        })
         .take(MESSAGE_LINES)
         .collect();
     Some(message.join("\n"))
@@ -172,6 +185,17 @@ mod tests {
         assert_eq!(run.outcomes.len(), 3);
         assert_eq!(run.output.len(), 1);
         assert!(run.output["b"].contains("runtime's stderr"));
+    }
+
+    #[test]
+    fn lines_printed_by_the_tests_do_not_count() {
+        let run = TestRun::parse(
+            "test a ... FAILED\ntest b ... ok\ntest b ... ok\nfailures:\n\n---- a stdout ----\n\
+             test a ... ok\ntest c ... ok\n",
+        );
+        assert_eq!(run.outcomes["a"], Outcome::Failed);
+        assert_eq!(run.outcomes["b"], Outcome::Failed, "reported twice");
+        assert!(!run.outcomes.contains_key("c"));
     }
 
     #[test]

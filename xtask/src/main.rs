@@ -121,7 +121,12 @@ enum Task {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // A mistake on the command line exits with 1, like any other failure:
+    // clap's usual 2 would read as INVALID to a script calling `grade`.
+    let cli = Cli::try_parse().unwrap_or_else(|error| {
+        let _ = error.print();
+        std::process::exit(if error.use_stderr() { 1 } else { 0 })
+    });
     let root = workspace_root();
     let result = match cli.command {
         Task::Steps { check } => steps::run(&root, check),

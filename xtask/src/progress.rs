@@ -132,7 +132,8 @@ fn first_error(stderr: &str) -> String {
 }
 
 /// A hash of what decides a step's result: its crate, its tests and their
-/// snapshots, testkit and the lock file. Not stable across Rust releases,
+/// snapshots, testkit, the solutions and the workspace's manifest and lock
+/// file. Not stable across Rust releases,
 /// which only costs one fresh run.
 fn fingerprint(root: &Path, step: &str) -> Result<u64> {
     let mut hasher = std::hash::DefaultHasher::new();
@@ -141,6 +142,9 @@ fn fingerprint(root: &Path, step: &str) -> Result<u64> {
         root.join("tests").join(format!("{step}.rs")),
         root.join("tests/snapshots").join(step),
         root.join("tests/testkit"),
+        // A step's crate builds on the solutions of the steps before.
+        root.join("solutions"),
+        root.join("Cargo.toml"),
         root.join("Cargo.lock"),
     ];
     for source in sources {

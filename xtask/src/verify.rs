@@ -33,7 +33,7 @@ pub fn select_steps(dir: &Path, only: &[String]) -> Result<Vec<String>> {
     filter_steps(&all, only)
 }
 
-fn filter_steps(all: &[String], only: &[String]) -> Result<Vec<String>> {
+pub fn filter_steps(all: &[String], only: &[String]) -> Result<Vec<String>> {
     let selected: Vec<String> = all
         .iter()
         .filter(|step| {

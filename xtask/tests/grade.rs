@@ -3,7 +3,9 @@
 //! copied over the starters score 100 in every step, and a test file edited
 //! to pass is caught by `--against HEAD` (INVALID, exit 2) and changes
 //! nothing, since the grade is computed with HEAD's copy put back; a crate
-//! that does not compile scores 0 with the compiler's first error.
+//! that does not compile scores 0 with the compiler's first error; a crate
+//! whose Cargo.toml cargo refuses, and a deleted one, score 0 and leave the
+//! other steps alone.
 //!
 //! It runs `cargo xtask grade` in the copy, which builds in
 //! `target/xtask-grade-test/` (kept between runs, so only what changed is
@@ -102,6 +104,26 @@ fn grading_a_copy_of_the_course() {
     assert!(error.starts_with("error[E0308]"), "{graded:#}");
     assert_eq!(graded["points"], 0.0);
     assert!(graded["total"].as_u64().unwrap() > 1, "{graded:#}");
+
+    // A manifest cargo refuses takes only its own step down, and a deleted
+    // step still counts, with 0.
+    copy.restore_starters();
+    let second = &steps[1];
+    let manifest = copy.root.join("steps").join(first).join("Cargo.toml");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str("\n[dependencies.no-such-crate-anywhere]\npath = \"../nowhere\"\n");
+    std::fs::write(&manifest, text).unwrap();
+    std::fs::remove_dir_all(copy.root.join("steps").join(second)).unwrap();
+    let (code, report) = copy.grade(&["--against", "HEAD", first, second]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["valid"], true, "{report:#}");
+    for graded in report["steps"].as_array().unwrap() {
+        assert_eq!(graded["points"], 0.0);
+        assert!(!graded["compile_error"].is_null(), "{graded:#}");
+        assert!(graded["total"].as_u64().unwrap() > 1, "{graded:#}");
+    }
+    let missing = report["steps"][1]["compile_error"].as_str().unwrap();
+    assert!(missing.contains("is missing"), "{missing}");
 }
 
 /// A copy of this repository, committed in a git repository of its own.
@@ -135,6 +157,7 @@ impl RepositoryCopy {
             target: base.join("target"),
             _lock: lock,
         };
+        copy.build_xtask();
         copy.git(&["init", "--quiet"]);
         copy.git(&["add", "--all"]);
         copy.git(&["commit", "--quiet", "--message", "the course as forked"]);
@@ -150,12 +173,24 @@ impl RepositoryCopy {
         steps
     }
 
+    /// Builds the copy's xtask once: it is run directly, since `cargo run`
+    /// stops at a student's Cargo.toml that cargo refuses.
+    fn build_xtask(&self) {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--package", "xtask"])
+            .current_dir(&self.root)
+            .env("CARGO_TARGET_DIR", &self.target)
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "the copy's xtask does not build");
+    }
+
     /// `cargo xtask grade ARGS --report-dir DIR`: the exit code and the
     /// JSON report.
     fn grade(&self, args: &[&str]) -> (i32, Value) {
         let reports = self.root.join("grade-report");
-        let output = Command::new(env!("CARGO"))
-            .args(["run", "--quiet", "--package", "xtask", "--", "grade"])
+        let output = Command::new(self.target.join("debug/xtask"))
+            .arg("grade")
             .args(args)
             .arg("--report-dir")
             .arg(&reports)

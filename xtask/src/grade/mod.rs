@@ -37,8 +37,9 @@ pub struct Options {
     /// Write the report to FILE instead of stdout
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Compare the files that decide the grade (tests, testkit, xtask,
-    /// cargo's configuration, grading.toml, the steps' test sections) with
+    /// Compare the files that decide the grade (tests, testkit, solutions,
+    /// xtask, cargo's configuration, grading.toml, the steps' test sections
+    /// and lesson.rs) with
     /// REF, a commit or tag of the repository; grade with REF's copies of
     /// them, and mark the report INVALID when any differ
     #[arg(long, value_name = "REF")]
@@ -86,12 +87,18 @@ pub fn run(repo: &Path, options: &Options) -> Result<i32> {
             repo.display()
         );
     }
-    let steps = crate::verify::select_steps(&repo.join("steps"), &options.only)?;
     let against = options
         .against
         .as_deref()
         .map(|name| workspace::resolve(repo, name))
         .transpose()?;
+    // The reference's steps: a step the student deleted still scores 0.
+    let all_steps = match &against {
+        Some(reference) => workspace::steps_of(repo, &reference.commit)?,
+        None => crate::verify::select_steps(&repo.join("steps"), &[])?,
+    };
+    let steps = crate::verify::filter_steps(&all_steps, &options.only)?;
+    let open_output = prepare_outputs(options)?;
     let tampered = match &against {
         Some(reference) => workspace::tampered(repo, &reference.commit)?,
         None => Vec::new(),
@@ -101,19 +108,16 @@ pub fn run(repo: &Path, options: &Options) -> Result<i32> {
     let workspace = workspace::prepare(repo, &base, against.as_ref())?;
     let config = GradingConfig::load(&workspace.root)?;
     // A misspelt step fails now; a misspelt test once the tests have run.
-    config.check_names(&crate::verify::select_steps(&repo.join("steps"), &[])?, &[])?;
-    let runner = runner::Runner {
-        workspace: workspace.root.clone(),
-        target: workspace.target.clone(),
-    };
+    config.check_names(&all_steps, &[])?;
+    let runner = runner::Runner::new(workspace.root.clone(), workspace.target.clone())?;
     let mut outcomes = Vec::new();
     for step in &steps {
         eprintln!("grade: {step}: building and running its acceptance tests");
         outcomes.push(runner.grade(step)?);
     }
-    check_config_names(&config, repo, &outcomes)?;
+    check_config_names(&config, &all_steps, &outcomes)?;
     let report = Report::score(outcomes, &config, against, tampered);
-    write_reports(&report, options)?;
+    write_reports(&report, options, open_output)?;
     Ok(exit_code(&report, options.min_score))
 }
 
@@ -132,8 +136,11 @@ fn lock(base: &Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
-fn check_config_names(config: &GradingConfig, repo: &Path, outcomes: &[StepOutcome]) -> Result<()> {
-    let all_steps = crate::verify::select_steps(&repo.join("steps"), &[])?;
+fn check_config_names(
+    config: &GradingConfig,
+    all_steps: &[String],
+    outcomes: &[StepOutcome],
+) -> Result<()> {
     let graded: Vec<(String, Vec<String>)> = outcomes
         .iter()
         .map(|outcome| {
@@ -141,7 +148,7 @@ fn check_config_names(config: &GradingConfig, repo: &Path, outcomes: &[StepOutco
             (outcome.step.clone(), tests)
         })
         .collect();
-    config.check_names(&all_steps, &graded)
+    config.check_names(all_steps, &graded)
 }
 
 /// INVALID wins over a low score: a tampered report's score means nothing.
@@ -155,16 +162,26 @@ fn exit_code(report: &Report, min_score: Option<f64>) -> i32 {
     }
 }
 
-/// The report in the chosen format (stdout or `--output`), every format in
-/// `--report-dir`, and the Markdown in GitHub's job summary when it is set.
-fn write_reports(report: &Report, options: &Options) -> Result<()> {
-    let text = render::render(report, options.format);
-    match &options.output {
-        Some(path) => write_file(path, &text)?,
-        None => print!("{text}"),
-    }
+/// Creates `--output` and `--report-dir` before the tests run: a path that
+/// cannot be written is better found now than after an hour of grading.
+fn prepare_outputs(options: &Options) -> Result<Option<std::fs::File>> {
     if let Some(dir) = &options.report_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    options
+        .output
+        .as_ref()
+        .map(|path| {
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))
+        })
+        .transpose()
+}
+
+/// Every format in `--report-dir`, the Markdown in GitHub's job summary
+/// when it is set, and last the report in the chosen format (stdout or
+/// `--output`).
+fn write_reports(report: &Report, options: &Options, output: Option<std::fs::File>) -> Result<()> {
+    if let Some(dir) = &options.report_dir {
         for format in [Format::Table, Format::Markdown, Format::Json, Format::Junit] {
             write_file(
                 &dir.join(render::file_name(format)),
@@ -180,6 +197,13 @@ fn write_reports(report: &Report, options: &Options) -> Result<()> {
             .context("opening $GITHUB_STEP_SUMMARY")?;
         file.write_all(render::render(report, Format::Markdown).as_bytes())
             .context("writing $GITHUB_STEP_SUMMARY")?;
+    }
+    let text = render::render(report, options.format);
+    match output {
+        Some(mut file) => file
+            .write_all(text.as_bytes())
+            .context("writing --output")?,
+        None => print!("{text}"),
     }
     Ok(())
 }

@@ -296,7 +296,7 @@ fn rerun_hint(report: &Report) -> Option<Vec<String>> {
     let mut command = format!("  cargo test -p {} --test acceptance", step.package);
     let mut lines = vec!["To see the first failing test in full, run:".to_string()];
     if let Some(test) = failing_tests(step).next() {
-        command.push_str(" --");
+        command.push_str(" -- --exact");
         let on_one_line = format!("{command} {}", test.name);
         if on_one_line.chars().count() <= WIDTH {
             command = on_one_line;

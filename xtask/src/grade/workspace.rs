@@ -11,10 +11,12 @@ use std::process::{Command, Stdio};
 use toml::Table;
 
 /// What decides a grade: the tests and their kit (snapshots and the test
-/// runner included), the tooling that runs them, cargo's configuration, the
-/// points, and the CI files that call the grading.
-pub const PROTECTED: [&str; 7] = [
+/// runner included), the solutions (linked into the later steps' crates and
+/// tests), the tooling that runs them, cargo's configuration, the points,
+/// and the CI files that call the grading.
+pub const PROTECTED: [&str; 8] = [
     "tests",
+    "solutions",
     "xtask",
     ".cargo",
     "Cargo.toml",
@@ -22,6 +24,11 @@ pub const PROTECTED: [&str; 7] = [
     ".github/workflows/grade.yml",
     ".gitlab-ci.yml",
 ];
+
+/// In each step crate, the file that tells the shared test file which
+/// library to test (`use step_01_unshare_pid as lesson;`): it is compiled
+/// into the tests.
+const LESSON: &str = "lesson.rs";
 
 /// The tables of a step crate's Cargo.toml that decide how its tests are
 /// built: the acceptance test target and the crates it uses. The student
@@ -91,17 +98,28 @@ pub fn tampered(repo: &Path, commit: &str) -> Result<Vec<String>> {
     let mut untracked = vec!["ls-files", "--others", "--exclude-standard", "--"];
     untracked.extend(PROTECTED);
     changed.extend(lines(&git(repo, &untracked)?));
-    for step in crate::verify::select_steps(&repo.join("steps"), &[])? {
+    for step in steps_of(repo, commit)? {
         let manifest = format!("steps/{step}/Cargo.toml");
         let Ok(reference) = git(repo, &["show", &format!("{commit}:{manifest}")]) else {
-            continue; // a step REF does not have: nothing to compare with
+            continue;
         };
-        let ours = std::fs::read_to_string(repo.join(&manifest))
-            .with_context(|| format!("reading {manifest}"))?;
-        if test_sections(&ours)? != test_sections(&reference)? {
-            // Its [[test]] or [dev-dependencies] differ; the rest is the
-            // student's to change.
-            changed.push(manifest);
+        // A missing crate is not tampering: the step scores 0.
+        let Ok(ours) = std::fs::read_to_string(repo.join(&manifest)) else {
+            continue;
+        };
+        // Its [[test]] or [dev-dependencies] differ; the rest is the
+        // student's to change. A manifest that does not parse is graded 0
+        // for its step, not reported here.
+        if let (Ok(ours), Ok(reference)) = (test_sections(&ours), test_sections(&reference)) {
+            if ours != reference {
+                changed.push(manifest);
+            }
+        }
+        let lesson = format!("steps/{step}/{LESSON}");
+        let reference = git(repo, &["show", &format!("{commit}:{lesson}")]).ok();
+        let ours = std::fs::read_to_string(repo.join(&lesson)).ok();
+        if reference.is_some() && ours.is_some() && reference != ours {
+            changed.push(lesson);
         }
     }
     changed.sort();
@@ -119,16 +137,41 @@ fn put_back(repo: &Path, root: &Path, commit: &str) -> Result<()> {
         remove(&root.join(path))?;
     }
     extract(repo, commit, &in_reference, root)?;
-    for step in crate::verify::select_steps(&root.join("steps"), &[])? {
+    for step in steps_of(repo, commit)? {
+        let crate_dir = root.join("steps").join(&step);
+        if !crate_dir.is_dir() {
+            continue;
+        }
+        let lesson = format!("steps/{step}/{LESSON}");
+        if let Ok(reference) = git(repo, &["show", &format!("{commit}:{lesson}")]) {
+            write(&root.join(&lesson), &reference)?;
+        }
         let manifest = format!("steps/{step}/Cargo.toml");
         if let Ok(reference) = git(repo, &["show", &format!("{commit}:{manifest}")]) {
             let path = root.join(&manifest);
-            let ours = std::fs::read_to_string(&path)?;
-            std::fs::write(&path, with_test_sections_of(&ours, &reference)?)
-                .with_context(|| format!("writing {}", path.display()))?;
+            let ours = std::fs::read_to_string(&path).unwrap_or_default();
+            // A manifest that does not parse stays as it is: its step
+            // scores 0 for it.
+            if let Ok(mended) = with_test_sections_of(&ours, &reference) {
+                write(&path, &mended)?;
+            }
         }
     }
     Ok(())
+}
+
+/// The steps `commit` has (the names of its `steps/NN-topic` directories).
+pub fn steps_of(repo: &Path, commit: &str) -> Result<Vec<String>> {
+    let listing = git(repo, &["ls-tree", "-d", "--name-only", commit, "steps/"])?;
+    Ok(lines(&listing)
+        .iter()
+        .filter_map(|path| path.strip_prefix("steps/"))
+        .map(str::to_string)
+        .collect())
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 /// `git archive COMMIT PATHS | tar -x -C ROOT`.
