@@ -133,8 +133,7 @@ fn first_error(stderr: &str) -> String {
 
 /// A hash of what decides a step's result: its crate, its tests and their
 /// snapshots, testkit, the solutions and the workspace's manifest and lock
-/// file. Not stable across Rust releases,
-/// which only costs one fresh run.
+/// file. Not stable across Rust releases, which only costs one fresh run.
 fn fingerprint(root: &Path, step: &str) -> Result<u64> {
     let mut hasher = std::hash::DefaultHasher::new();
     let sources = [

@@ -39,9 +39,9 @@ pub struct Options {
     pub output: Option<PathBuf>,
     /// Compare the files that decide the grade (tests, testkit, solutions,
     /// xtask, cargo's configuration, grading.toml, the steps' test sections
-    /// and lesson.rs) with
-    /// REF, a commit or tag of the repository; grade with REF's copies of
-    /// them, and mark the report INVALID when any differ
+    /// and lesson.rs) with REF, a commit or tag of the repository; grade
+    /// with REF's copies of them, and mark the report INVALID when any
+    /// differ
     #[arg(long, value_name = "REF")]
     pub against: Option<String>,
     /// Exit with 3 when the score is below N percent of the points
