@@ -88,7 +88,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     if std::env::var_os(BUILT).is_none() {
         build(root, &steps, options.quick)?;
     }
-    if !is_root() {
+    if !crate::is_root() {
         return rerun_as_root();
     }
     let bench_dir = crate::target_dir(root).join("bench");
@@ -159,11 +159,6 @@ fn binaries(root: &Path, steps: &[String], quick: bool) -> BTreeMap<String, Path
             (number, dir.join(format!("solution-{step}")))
         })
         .collect()
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// Runs this command again as root, with sudo, its environment kept

@@ -190,7 +190,7 @@ fn run(probe: &Probe) -> Result<String, String> {
     let Some(program) = find_program(probe.program) else {
         return Err(format!("{} is not installed", probe.program));
     };
-    let mut command = if probe.needs_root && !running_as_root() {
+    let mut command = if probe.needs_root && !crate::is_root() {
         // As tests/as-root runs the tests: sudo, which may ask for the
         // password once on a terminal, and fails at once without one.
         let mut sudo = Command::new("sudo");
@@ -214,11 +214,6 @@ fn run(probe: &Probe) -> Result<String, String> {
         ));
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-fn running_as_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// `name` in the PATH, or in the sbin directories a user's PATH may lack.

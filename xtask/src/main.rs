@@ -225,6 +225,19 @@ fn section(title: &str) {
     println!("\n==> {title}");
 }
 
+/// Whether xtask runs as root (bench, grade and the host snapshot ask).
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The last `count` lines of `text`: the end of a tool's output, where its
+/// error is.
+fn tail(text: &str, count: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(count)..].join("\n")
+}
+
 /// The workspace root: xtask's manifest lives one level below it.
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

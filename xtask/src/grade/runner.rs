@@ -6,6 +6,7 @@
 
 use super::report::{StepOutcome, TestOutcome};
 use crate::libtest::{self, Outcome, TestRun};
+use crate::tail;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -250,25 +251,14 @@ fn compiler_errors(stdout: &str) -> Vec<CompilerError> {
         .collect()
 }
 
-/// The last `count` lines of `text`.
-fn tail(text: &str, count: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(count)..].join("\n")
-}
-
 /// Whether the tests can get root: we are root, or sudo works without a
 /// password (the workspace's runner, tests/as-root, re-runs them with it).
 pub fn can_become_root() -> bool {
-    nix_is_root()
+    crate::is_root()
         || Command::new("sudo")
             .args(["-n", "true"])
             .output()
             .is_ok_and(|output| output.status.success())
-}
-
-fn nix_is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 #[cfg(test)]

@@ -270,15 +270,9 @@ pub fn read_report(binary: &TestBinary, results: &Path) -> Report {
         report.failed += 1;
         report
             .failures
-            .push((format!("({why})"), tail(&output, 30)));
+            .push((format!("({why})"), crate::tail(&output, 30)));
     }
     report
-}
-
-/// The last `lines` lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 #[cfg(test)]
